@@ -1,0 +1,49 @@
+"""Small helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+
+def progress_bar(description: str) -> tuple:
+    """A tqdm bar on stderr and the engine callback that drives it.
+
+    Returns ``(callback, close)``. The bar's unit follows what the engine
+    reports (slices, views, steps, cases).
+    """
+    from tqdm import tqdm
+
+    state: dict = {"bar": None}
+
+    def callback(done: int, total: int, unit: str) -> None:
+        bar = state["bar"]
+        if bar is None or bar.total != total or bar.unit != unit:
+            if bar is not None:
+                bar.close()
+            bar = state["bar"] = tqdm(total=total, unit=f" {unit}", desc=description,
+                                      file=sys.stderr, dynamic_ncols=True, leave=True)
+            bar.unit = unit
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return callback, close
+
+
+def parse_window(text: Optional[str]) -> Optional[tuple]:
+    """``"LO,HI"`` -> (lo, hi) floats; the error names the option."""
+    from ..engine.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--window {text!r}: expected two numbers LO,HI in HU") from None
+    if not lo < hi:
+        raise ConfigError(f"--window {text!r}: LO must be below HI")
+    return lo, hi

@@ -1,0 +1,258 @@
+"""Reading and writing CT volumes and label maps (SimpleITK, nibabel checks).
+
+``read_volume`` accepts NIfTI (.nii, .nii.gz), NRRD, MHA/MHD, a DICOM series
+folder or a single DICOM file and returns a float32 HU :class:`Volume` in
+the geometry of the file. Every failure is a :class:`VolumeReadError` naming
+the file and the problem; nothing ever comes back as a silent zero volume.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import VolumeReadError, VolumeWriteError
+from .volume import Volume
+
+PathLike = Union[str, os.PathLike]
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+
+class CTFoundationWarning(UserWarning):
+    """Something the user should know that does not stop the work."""
+
+
+def suffix_of(path: PathLike) -> str:
+    name = str(path).lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def looks_like_volume(path: PathLike) -> bool:
+    """Cheap test used by the napari reader before it commits to a path."""
+    p = Path(path)
+    if p.is_dir():
+        return any(_is_dicom(f) for f in sorted(p.iterdir())[:50] if f.is_file())
+    return suffix_of(p) in VOLUME_SUFFIXES or (p.is_file() and _is_dicom(p))
+
+
+def _is_dicom(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+# ----------------------------------------------------------------- reading
+def read_volume(path: PathLike) -> Volume:
+    """Read a CT volume as float32 HU with its geometry."""
+    volume = _read_any(path)
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.number):
+        raise VolumeReadError(f"{path}: voxel type {array.dtype} is not numeric")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise VolumeReadError(f"{path}: {bad} voxels are NaN or infinite")
+    volume.array = array
+    return volume
+
+
+def read_labels(path: PathLike) -> Volume:
+    """Read an integer label map (organ or lesion ids) with its geometry."""
+    volume = _read_any(path)
+    array = volume.array
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or not np.allclose(array, np.round(array)):
+            raise VolumeReadError(f"{path}: a label map must hold whole numbers")
+    if array.min() < 0:
+        raise VolumeReadError(f"{path}: a label map cannot hold negative ids")
+    dtype = np.uint8 if array.max() < 256 else np.uint16 if array.max() < 65536 else np.int32
+    volume.array = array.astype(dtype, copy=False)
+    return volume
+
+
+def _read_any(path: PathLike) -> Volume:
+    p = Path(path)
+    if not p.exists():
+        raise VolumeReadError(f"{p}: no such file or folder")
+    if p.is_dir():
+        return read_dicom_series(p)
+    if p.stat().st_size == 0:
+        raise VolumeReadError(f"{p}: the file is empty")
+    if suffix_of(p).endswith(".gz"):
+        _check_gzip(p)
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{p}: not a readable image ({_first_line(exc)})") from None
+    fmt = "dicom" if _is_dicom(p) else suffix_of(p).lstrip(".")
+    return _image_to_volume(image, p, fmt)
+
+
+def _check_gzip(path: Path) -> None:
+    """Stream through a gzip file so truncation or corruption is caught here."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        raise VolumeReadError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # ITK messages start with a file:line banner; the useful part is last.
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _image_to_volume(image, path: Path, fmt: str, extra: Optional[dict] = None) -> Volume:
+    import SimpleITK as sitk
+
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeReadError(
+            f"{path}: {image.GetNumberOfComponentsPerPixel()}-channel (RGB/vector) "
+            "image; a CT volume has one value per voxel"
+        )
+    dim = image.GetDimension()
+    if dim == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+        dim = 3
+    if dim == 2 or (dim == 3 and min(image.GetSize()) == 1 and image.GetSize()[2] == 1):
+        raise VolumeReadError(
+            f"{path}: 2D image of size {image.GetSize()[:2]}; a CT volume needs "
+            "several slices (for a DICOM series pass its folder)"
+        )
+    if dim != 3:
+        raise VolumeReadError(f"{path}: {dim}D image of size {image.GetSize()}; expected 3D")
+    if 0 in image.GetSize():
+        raise VolumeReadError(f"{path}: the image is empty (size {image.GetSize()})")
+    meta = {"source_path": str(path), "source_format": fmt}
+    meta.update(extra or {})
+    volume = Volume.from_sitk(image, meta)
+    volume.metadata["source_orientation"] = volume.orientation_code()
+    if volume.array.size == 0:
+        raise VolumeReadError(f"{path}: the image is empty")
+    del sitk
+    return volume
+
+
+# ------------------------------------------------------------------ DICOM
+def read_dicom_series(folder: PathLike) -> Volume:
+    """Read the largest DICOM series in ``folder`` (rescale slope/intercept applied)."""
+    import SimpleITK as sitk
+
+    folder = Path(folder)
+    reader = sitk.ImageSeriesReader()
+    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    if not series_ids:
+        raise VolumeReadError(f"{folder}: no DICOM series found in this folder")
+    series = [(sid, reader.GetGDCMSeriesFileNames(str(folder), sid)) for sid in series_ids]
+    series.sort(key=lambda item: len(item[1]), reverse=True)
+    series_id, files = series[0]
+    if len(series) > 1:
+        others = ", ".join(f"{sid or '<no id>'} ({len(f)} files)" for sid, f in series[1:])
+        warnings.warn(
+            f"{folder}: {len(series)} DICOM series found; reading the largest, "
+            f"{series_id or '<no id>'} ({len(files)} files). Others: {others}",
+            CTFoundationWarning,
+            stacklevel=2,
+        )
+    if len(files) < 2:
+        raise VolumeReadError(
+            f"{folder}: the DICOM series has a single slice; a CT volume needs several"
+        )
+    _check_slice_positions(folder, files)
+    reader.SetFileNames(files)
+    reader.MetaDataDictionaryArrayUpdateOn()
+    reader.LoadPrivateTagsOff()
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise VolumeReadError(f"{folder}: DICOM series unreadable ({_first_line(exc)})") from None
+    tags = {}
+    for key, name in (("0008|0060", "modality"), ("0028|1053", "rescale_slope"),
+                      ("0028|1052", "rescale_intercept"), ("0020|000e", "series_uid"),
+                      ("0008|103e", "series_description")):
+        if reader.HasMetaDataKey(0, key):
+            tags[name] = reader.GetMetaData(0, key).strip()
+    return _image_to_volume(
+        image, folder, "dicom-series", {"dicom": tags, "n_files": len(files)}
+    )
+
+
+def _check_slice_positions(folder: Path, files: List[str]) -> None:
+    """Refuse series with missing slices; warn on non-uniform spacing."""
+    import SimpleITK as sitk
+
+    positions, normal = [], None
+    for name in files:
+        info = sitk.ImageFileReader()
+        info.SetFileName(name)
+        try:
+            info.ReadImageInformation()
+        except RuntimeError as exc:
+            raise VolumeReadError(f"{name}: unreadable DICOM file ({_first_line(exc)})") from None
+        direction = np.array(info.GetDirection()).reshape(3, 3)
+        if normal is None:
+            normal = direction[:, 2]
+        positions.append(float(np.dot(info.GetOrigin(), normal)))
+    steps = np.diff(np.sort(positions))
+    if np.any(steps < 1e-3):
+        raise VolumeReadError(f"{folder}: two DICOM slices share one position")
+    typical = float(np.median(steps))
+    gaps = np.nonzero(steps > 1.5 * typical)[0]
+    if gaps.size:
+        missing = int(sum(round(steps[g] / typical) - 1 for g in gaps))
+        raise VolumeReadError(
+            f"{folder}: about {missing} slice(s) missing from the DICOM series "
+            f"(gap of {steps[gaps[0]]:.2f} mm where slices are {typical:.2f} mm apart)"
+        )
+    if steps.max() - steps.min() > 0.01 * typical:
+        warnings.warn(
+            f"{folder}: non-uniform slice spacing ({steps.min():.3f} to "
+            f"{steps.max():.3f} mm); the volume uses {typical:.3f} mm",
+            CTFoundationWarning,
+            stacklevel=3,
+        )
+
+
+# ----------------------------------------------------------------- writing
+def write_volume(volume: Volume, path: PathLike, *, protect: Tuple[PathLike, ...] = ()) -> Path:
+    """Write ``volume`` with its geometry, atomically (temp file + rename).
+
+    ``protect`` lists paths that must never be written over (the inputs).
+    """
+    import SimpleITK as sitk
+
+    out = Path(path)
+    suffix = suffix_of(out)
+    if suffix not in WRITE_SUFFIXES:
+        raise VolumeWriteError(f"{out}: unsupported output type; use one of {', '.join(WRITE_SUFFIXES)}")
+    for p in protect:
+        if Path(p).exists() and out.exists() and out.resolve() == Path(p).resolve():
+            raise VolumeWriteError(f"{out}: refusing to write over the input")
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(volume.to_sitk(), tmp, useCompression=suffix.endswith(".gz") or suffix == ".mha")
+        os.replace(tmp, out)
+    except RuntimeError as exc:
+        raise VolumeWriteError(f"{out}: could not write ({_first_line(exc)})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
