@@ -114,7 +114,7 @@ def load_vae(
     dtype = resolve_dtype(precision, device)
     if spec in VAE_BACKENDS:
         return VAE_BACKENDS.create(spec, device=device, dtype=dtype)
-    from .backends.diffusers_vae import load_diffusers_vae
+    from .diffusers_loader import load_diffusers_vae
 
     path = Path(spec).expanduser()
     if path.exists() and not path.is_dir():

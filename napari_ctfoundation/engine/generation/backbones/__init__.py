@@ -1,0 +1,1 @@
+"""Denoiser backbones, one per file (see ``generation.denoiser``)."""

@@ -1,0 +1,183 @@
+"""Training manifests: one row per CT with its organ mask, disease mask, report.
+
+CSV (header ``image,organ_mask,disease_mask,report``) or JSONL (one object
+per line with those keys). ``disease_mask`` may be empty. ``report`` is the
+text itself or a path to a ``.txt``/``.md`` file. Relative paths are taken
+from the manifest's folder. :func:`read_manifest` checks *every* row before
+anything is encoded and reports all problems at once, each naming the row
+and the file: missing file, unreadable image, shape or geometry mismatch
+between CT and masks, unknown label ids, empty report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from ..errors import ConfigError, CTFoundationError
+
+PathLike = Union[str, os.PathLike]
+COLUMNS = ("image", "organ_mask", "disease_mask", "report")
+REPORT_SUFFIXES = (".txt", ".md")
+
+
+class ManifestError(ConfigError):
+    """A manifest row (or the manifest file) is not usable."""
+
+
+@dataclass
+class ManifestRow:
+    index: int
+    image: Path
+    organ_mask: Path
+    disease_mask: Optional[Path]
+    report: str
+    report_source: str = "inline"
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, object]:
+        return {
+            "index": self.index, "image": str(self.image), "organ_mask": str(self.organ_mask),
+            "disease_mask": str(self.disease_mask) if self.disease_mask else None,
+            "report": self.report, "report_source": self.report_source,
+        }
+
+
+def _raw_rows(path: Path) -> List[Dict[str, str]]:
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in ("image", "organ_mask", "report") if c not in header]
+            if missing:
+                raise ManifestError(f"{path}: CSV header lacks column(s) {missing}; need {list(COLUMNS)}")
+            return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    if suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ManifestError(f"{path} line {n}: not JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    raise ManifestError(f"{path} line {n}: expected a JSON object")
+                rows.append({k: "" if v is None else str(v).strip() for k, v in obj.items()})
+        return rows
+    raise ManifestError(f"{path}: manifest must be .csv or .jsonl")
+
+
+def _resolve(value: str, base: Path) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _header(path: Path):
+    """Shape (z, y, x) and 4x4 LPS affine without reading voxels (files);
+    DICOM folders are read in full through the project reader."""
+    from ..io import read_volume
+
+    if path.is_dir():
+        vol = read_volume(path)
+        return vol.shape, vol.affine_lps()
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise CTFoundationError(f"not a readable image ({str(exc).strip().splitlines()[-1]})") from None
+    size = reader.GetSize()
+    if len(size) != 3:
+        raise CTFoundationError(f"{len(size)}D image; expected 3D")
+    affine = np.eye(4)
+    affine[:3, :3] = np.array(reader.GetDirection()).reshape(3, 3) @ np.diag(reader.GetSpacing())
+    affine[:3, 3] = reader.GetOrigin()
+    return tuple(reversed(size)), affine
+
+
+def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[ManifestRow]:
+    """Read and validate a manifest; raise one :class:`ManifestError` listing every problem."""
+    from ..io import read_labels
+    from .conditioning import check_label_ids
+
+    path = Path(path)
+    base = path.parent
+    raw = _raw_rows(path)
+    if not raw:
+        raise ManifestError(f"{path}: the manifest has no rows")
+    rows: List[ManifestRow] = []
+    problems: List[str] = []
+    for i, entry in enumerate(raw, 1):
+        where = f"{path.name} row {i}"
+        before = len(problems)
+        files: Dict[str, Optional[Path]] = {}
+        for col in ("image", "organ_mask", "disease_mask"):
+            value = entry.get(col, "")
+            if not value:
+                if col != "disease_mask":
+                    problems.append(f"{where}: column {col!r} is empty")
+                files[col] = None
+                continue
+            p = _resolve(value, base)
+            if not p.exists():
+                problems.append(f"{where}: {col} {p} does not exist")
+            files[col] = p
+        report_value = entry.get("report", "")
+        report, source = report_value, "inline"
+        candidate = _resolve(report_value, base) if report_value else None
+        if candidate is not None and report_value.lower().endswith(REPORT_SUFFIXES):
+            if not candidate.is_file():
+                problems.append(f"{where}: report file {candidate} does not exist")
+                report = ""
+            else:
+                report, source = candidate.read_text(encoding="utf-8").strip(), str(candidate)
+        if not report.strip() and len(problems) == before:
+            problems.append(f"{where}: the report is empty")
+        if len(problems) > before:
+            continue
+        # Geometry: every mask must share the CT's grid (shape and affine).
+        try:
+            shape, affine = _header(files["image"])
+        except CTFoundationError as exc:
+            problems.append(f"{where}: image {files['image']}: {exc}")
+            continue
+        for col, kind in (("organ_mask", "organ"), ("disease_mask", "lesion")):
+            p = files[col]
+            if p is None:
+                continue
+            try:
+                mshape, maffine = _header(p)
+            except CTFoundationError as exc:
+                problems.append(f"{where}: {col} {p}: {exc}")
+                continue
+            if mshape != shape:
+                problems.append(f"{where}: {col} {p} has shape {mshape} (z,y,x) but the image has {shape}")
+            elif not np.allclose(maffine, affine, atol=1e-3):
+                problems.append(f"{where}: {col} {p} is not on the image's grid (spacing/origin/direction differ)")
+            elif check_labels:
+                try:
+                    check_label_ids(read_labels(p).array, kind, f"{where}: {col} {p}")
+                except CTFoundationError as exc:
+                    problems.append(str(exc))
+        if len(problems) == before:
+            rows.append(ManifestRow(i, files["image"], files["organ_mask"], files["disease_mask"],
+                                    report.strip(), source,
+                                    {k: v for k, v in entry.items() if k not in COLUMNS}))
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ManifestError(f"{path}: {len(problems)} problem(s):\n  {shown}{more}")
+    return rows

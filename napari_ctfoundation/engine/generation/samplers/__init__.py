@@ -1,0 +1,1 @@
+"""Sampler plug-ins, one per file (see ``generation.schedule``)."""

@@ -1,0 +1,1 @@
+"""Text-encoder plug-ins, one per file (see ``generation.text``)."""

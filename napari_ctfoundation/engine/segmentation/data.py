@@ -1,0 +1,135 @@
+"""Segmentation cases: CT + labels (+ reconstruction) on one training grid.
+
+Everything is brought to display orientation (LPS) so an image and a label
+map stored in different axis layouts (the sample DICOM series is LPS, its
+label NIfTI LAS) line up voxel for voxel, then resampled to the training
+spacing: linear for CT, nearest for labels. The chosen organ ids are
+renumbered 1..K (0 is background; every other organ becomes background).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConfigError, GeometryError
+from ..volume import Volume
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class SegCase:
+    """One training/evaluation case on the training grid."""
+
+    name: str
+    image: np.ndarray  # [z, y, x] float32 HU
+    labels: np.ndarray  # [z, y, x] uint8, 0..K
+    spacing_zyx: Tuple[float, float, float]
+    recon: Optional[np.ndarray] = None  # [z, y, x] float32 HU, same grid
+    native_labels: Optional[Volume] = None  # display orientation, renumbered, native grid
+    grid: Optional[Volume] = None  # geometry of the training grid (array = image)
+
+
+def organ_table() -> Dict[int, str]:
+    """TotalSegmentator v2 id -> organ name (the shipped label table)."""
+    path = resources.files("napari_ctfoundation") / "data" / "organ_labels_totalsegmentator_v2.json"
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def parse_classes(spec: Union[str, Sequence, Dict[int, str]]) -> Dict[int, str]:
+    """``"liver,spleen"`` or ``"5,1"`` or ``{5: "liver"}`` -> {source id: name}."""
+    if isinstance(spec, dict):
+        return {int(k): str(v) for k, v in spec.items()}
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s) for s in spec]
+    table = organ_table()
+    by_name = {v: k for k, v in table.items()}
+    out: Dict[int, str] = {}
+    for item in items:
+        if not item:
+            continue
+        if item.isdigit():
+            out[int(item)] = table.get(int(item), f"label_{item}")
+        elif item in by_name:
+            out[by_name[item]] = item
+        else:
+            raise ConfigError(f"--classes: unknown organ {item!r}; use ids or names from "
+                              "organ_labels_totalsegmentator_v2.json (e.g. liver, spleen, stomach)")
+    if not out:
+        raise ConfigError("--classes: choose at least one organ")
+    return out
+
+
+def remap(labels: np.ndarray, classes: Dict[int, str]) -> np.ndarray:
+    """Source ids -> 1..K in the (sorted) order of ``classes``; others -> 0."""
+    lut = np.zeros(max(int(labels.max()), max(classes)) + 1, dtype=np.uint8)
+    for i, src in enumerate(sorted(classes)):
+        lut[src] = i + 1
+    return lut[labels]
+
+
+def class_names(classes: Dict[int, str]) -> List[str]:
+    return [classes[k] for k in sorted(classes)]
+
+
+def resample(volume: Volume, spacing_xyz: Optional[Sequence[float]], *, labels: bool) -> Volume:
+    """Resample onto ``spacing_xyz`` keeping origin, direction and extent."""
+    if spacing_xyz is None or np.allclose(volume.spacing, spacing_xyz, atol=1e-4):
+        return volume
+    import SimpleITK as sitk
+
+    image = volume.to_sitk()
+    new_spacing = [float(s) for s in spacing_xyz]
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), new_spacing)]
+    f = sitk.ResampleImageFilter()
+    f.SetOutputSpacing(new_spacing)
+    f.SetSize(size)
+    f.SetOutputOrigin(image.GetOrigin())
+    f.SetOutputDirection(image.GetDirection())
+    f.SetInterpolator(sitk.sitkNearestNeighbor if labels else sitk.sitkLinear)
+    f.SetDefaultPixelValue(0 if labels else -1024)
+    out = Volume.from_sitk(f.Execute(image), volume.metadata)
+    out.array = out.array.astype(volume.array.dtype, copy=False)
+    return out
+
+
+def load_case(
+    image_path: PathLike,
+    label_path: PathLike,
+    classes: Dict[int, str],
+    *,
+    spacing_xyz: Optional[Sequence[float]] = None,
+    recon_path: Optional[PathLike] = None,
+    name: Optional[str] = None,
+) -> SegCase:
+    from ..io import read_labels, read_volume
+
+    image = read_volume(image_path).to_display()
+    labels = read_labels(label_path).to_display()
+    if not labels.same_grid(image):
+        raise GeometryError(f"{label_path}: label map is not on the grid of {image_path} "
+                            f"(shapes {labels.shape} vs {image.shape})")
+    labels = labels.with_array(remap(labels.array, classes))
+    recon = None
+    if recon_path is not None:
+        rv = read_volume(recon_path).to_display()
+        if not rv.same_grid(image):
+            raise GeometryError(f"{recon_path}: reconstruction is not on the grid of {image_path}")
+        recon = resample(rv, spacing_xyz, labels=False).array.astype(np.float32)
+    img_t = resample(image, spacing_xyz, labels=False)
+    lab_t = resample(labels, spacing_xyz, labels=True)
+    return SegCase(
+        name=name or Path(str(image_path)).name,
+        image=img_t.array.astype(np.float32),
+        labels=lab_t.array.astype(np.uint8),
+        spacing_zyx=img_t.spacing_zyx,
+        recon=recon,
+        native_labels=labels,
+        grid=img_t,
+    )

@@ -1,0 +1,1 @@
+"""VAE backends, one file each; every module registers itself on import."""

@@ -1,0 +1,1 @@
+"""Adapters from diffusers VAE classes to the FoundationVAE contract, one per file."""
