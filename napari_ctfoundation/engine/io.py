@@ -98,7 +98,19 @@ def _read_any(path: PathLike) -> Volume:
     except RuntimeError as exc:
         raise VolumeReadError(f"{p}: not a readable image ({_first_line(exc)})") from None
     fmt = "dicom" if _is_dicom(p) else suffix_of(p).lstrip(".")
+    if fmt.startswith("nii") and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        _check_nifti_finite(p)
     return _image_to_volume(image, p, fmt)
+
+
+def _check_nifti_finite(path: Path) -> None:
+    """ITK's NIfTI reader turns NaN/Inf into 0 without a word; nibabel does not."""
+    import nibabel as nib
+
+    data = np.asanyarray(nib.load(str(path)).dataobj)
+    bad = int((~np.isfinite(data)).sum())
+    if bad:
+        raise VolumeReadError(f"{path}: {bad} voxels are NaN or infinite")
 
 
 def _check_gzip(path: Path) -> None:

@@ -89,6 +89,7 @@ def encode_volume(
     *,
     batch_size: int = 8,
     overlap: int = 8,
+    window_slices: Optional[int] = None,
     seed: Optional[int] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
@@ -96,6 +97,8 @@ def encode_volume(
     """Encode every slice (or video window) of ``volume`` through ``vae``.
 
     Latents are deterministic (posterior mean) unless ``seed`` is given.
+    Video VAEs: ``window_slices`` (1 + 4k, default the backend's 65) slices
+    per window, consecutive windows sharing ``overlap`` slices.
     """
     import torch
 
@@ -109,8 +112,10 @@ def encode_volume(
     tracker = Tracker(depth, "slices", progress, cancel)
     with torch.inference_mode():
         if vae.kind == "video":
-            frames = _video_frames(vae, depth)
-            starts = video_windows(depth, frames, min(overlap, frames - 1))
+            frames = _video_frames(vae, depth, window_slices)
+            if overlap >= frames:
+                raise ConfigError(f"overlap ({overlap}) must be smaller than the window ({frames} slices)")
+            starts = video_windows(depth, frames, overlap)
             chunks = []
             for start in starts:
                 block = unit[start:start + frames]
@@ -141,11 +146,14 @@ def encode_volume(
     )
 
 
-def _video_frames(vae, depth: int) -> int:
-    """Window length 1 + t*k: the backend's preferred length, shorter for thin volumes."""
-    t = vae.temporal_factor
+def _video_frames(vae, depth: int, requested: Optional[int] = None) -> int:
+    """Window length 1 + step*k: requested or the backend's, shorter for thin volumes."""
+    t = vae.frame_step
+    frames = requested or vae.window_frames
+    if frames < 1 + t or (frames - 1) % t:
+        raise ConfigError(f"window of {frames} slices: {vae.name} needs 1 + {t}k slices (k >= 1)")
     needed = 1 + t * int(np.ceil(max(depth - 1, 0) / t))
-    return min(vae.window_frames, max(needed, 1 + t))
+    return min(frames, max(needed, 1 + t))
 
 
 def decode_latents(

@@ -60,6 +60,7 @@ def reconstruct_volume(
     subfolder: Optional[str] = None,
     batch_size: int = 8,
     overlap: int = 8,
+    window_slices: Optional[int] = None,
     seed: Optional[int] = None,
     compute_metrics: bool = True,
     progress: Optional[ProgressCallback] = None,
@@ -73,7 +74,7 @@ def reconstruct_volume(
         vae = load_vae(vae, device=device, precision=precision, subfolder=subfolder)
     enc_progress, dec_progress = _two_stage_progress(progress, volume.shape[0])
     latent = encode_volume(volume, vae, window, batch_size=batch_size, overlap=overlap,
-                           seed=seed, progress=enc_progress, cancel=cancel)
+                           window_slices=window_slices, seed=seed, progress=enc_progress, cancel=cancel)
     recon = decode_latents(latent, vae, batch_size=batch_size, progress=dec_progress, cancel=cancel)
     recon = Volume(recon.array, volume.spacing, volume.origin, volume.direction,
                    {**volume.metadata, "reconstructed_by": vae.describe()})

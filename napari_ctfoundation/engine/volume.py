@@ -76,6 +76,13 @@ class Volume:
             )
         return replace(self, array=array, metadata={**self.metadata, **metadata})
 
+    def cropped(self, z: slice = slice(None), y: slice = slice(None), x: slice = slice(None)) -> "Volume":
+        """A sub-volume (step 1 slices) that keeps its place in the patient."""
+        starts = [sl.indices(n)[0] for sl, n in zip((x, y, z), reversed(self.shape))]
+        origin = np.asarray(self.origin) + self.direction @ (np.asarray(self.spacing) * starts)
+        return replace(self, array=np.ascontiguousarray(self.array[z, y, x]), origin=tuple(origin),
+                       metadata=dict(self.metadata))
+
     # -------------------------------------------------------------- geometry
     def affine_lps(self) -> np.ndarray:
         """4x4 matrix mapping ``(x, y, z, 1)`` voxel indices to LPS mm."""

@@ -179,6 +179,9 @@ def _atomic_copy(src: os.PathLike, dst: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        from .runner import public_mode
+
+        os.chmod(tmp, public_mode())
         os.replace(tmp, dst)
     finally:
         if os.path.exists(tmp):

@@ -23,6 +23,7 @@ def make_reconstruct_case(
     batch_size: int = 8,
     seed: Optional[int] = None,
     output_dtype: str = "float32",
+    subfolder: Optional[str] = None,
 ):
     """A :data:`CaseFunction` that writes the VAE reconstruction of each case.
 
@@ -40,20 +41,25 @@ def make_reconstruct_case(
             if isinstance(vae, str):
                 from ..vae import load_vae
 
-                loaded["vae"] = load_vae(vae, device=_device(device), precision=precision)
+                loaded["vae"] = load_vae(vae, device=_device(device), precision=precision,
+                                         subfolder=subfolder)
             else:
                 loaded["vae"] = vae
         return loaded["vae"]
 
     def process(case: Case, out_path: Path, progress=None, cancel=None) -> Dict[str, Any]:
+        import time
+
         from ..io import read_volume, write_volume
         from ..reconstruct import reconstruct_volume
 
+        started = time.perf_counter()
         volume = read_volume(case.image)
-        result = reconstruct_volume(volume, get_vae(), window, device=_device(device),
+        # slices are axial in display orientation; written back in the file's own layout
+        result = reconstruct_volume(volume.to_display(), get_vae(), window, device=_device(device),
                                     precision=precision, batch_size=batch_size, seed=seed,
                                     progress=progress, cancel=cancel)
-        recon = result.volume
+        recon = result.volume.to_source_orientation()
         if output_dtype == "int16":
             arr = np.clip(np.rint(recon.array), -32768, 32767).astype(np.int16)
             recon = recon.with_array(arr)
@@ -64,7 +70,8 @@ def make_reconstruct_case(
             "ssim": float(m["ssim"]),
             "mae_hu": float(m["mae_hu"]),
             "ms_ssim": float(m.get("ms_ssim", float("nan"))),
-            "seconds": round(float(result.seconds), 3),
+            "seconds": round(time.perf_counter() - started, 3),  # read + reconstruct + metrics + write
+            "reconstruct_seconds": round(float(result.seconds), 3),
             "slices": int(volume.shape[0]),
         }
 
@@ -75,12 +82,9 @@ def _device(device: str) -> str:
     """Under ``accelerate launch`` each process takes its own GPU."""
     if device not in (None, "", "auto"):
         return device
-    try:
-        from accelerate import PartialState
+    from .runner import distributed_state
 
-        state = PartialState()
-        if state.num_processes > 1:
-            return str(state.device)
-    except ImportError:
-        pass
+    state = distributed_state()
+    if state is not None and state.num_processes > 1:
+        return "cpu" if state.device.type == "cpu" else str(state.device)
     return "auto"

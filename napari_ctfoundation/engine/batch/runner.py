@@ -60,6 +60,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
     try:
+        os.chmod(tmp, public_mode())  # mkstemp makes 0600; outputs are for sharing
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -68,6 +69,13 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def public_mode() -> int:
+    """0666 minus the process umask (what a plain open() would create)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _record_path(out_dir: Path, case: Case) -> Path:
@@ -97,7 +105,11 @@ def distributed_state():
         from accelerate import PartialState
     except ImportError:  # accelerate is a dependency, but keep the runner usable without it
         return None
-    return PartialState()
+    import torch
+
+    # Without CUDA, accelerate only forms a process group (gloo) when asked
+    # for the CPU explicitly; with CUDA each process gets cuda:LOCAL_RANK.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def run_batch(

@@ -83,14 +83,15 @@ def _resolve(value: str, base: Path) -> Path:
     return p if p.is_absolute() else (base / p)
 
 
-def _header(path: Path):
-    """Shape (z, y, x) and 4x4 LPS affine without reading voxels (files);
+def _grid(path: Path):
+    """A voxel-free stand-in Volume (uint8 zeros) carrying the file's grid;
     DICOM folders are read in full through the project reader."""
     from ..io import read_volume
+    from ..volume import Volume
 
     if path.is_dir():
         vol = read_volume(path)
-        return vol.shape, vol.affine_lps()
+        return Volume(np.zeros(vol.shape, np.uint8), vol.spacing, vol.origin, vol.direction)
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -102,10 +103,8 @@ def _header(path: Path):
     size = reader.GetSize()
     if len(size) != 3:
         raise CTFoundationError(f"{len(size)}D image; expected 3D")
-    affine = np.eye(4)
-    affine[:3, :3] = np.array(reader.GetDirection()).reshape(3, 3) @ np.diag(reader.GetSpacing())
-    affine[:3, 3] = reader.GetOrigin()
-    return tuple(reversed(size)), affine
+    return Volume(np.zeros(tuple(reversed(size)), np.uint8), reader.GetSpacing(), reader.GetOrigin(),
+                  np.array(reader.GetDirection()).reshape(3, 3))
 
 
 def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[ManifestRow]:
@@ -148,9 +147,11 @@ def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[Manifest
             problems.append(f"{where}: the report is empty")
         if len(problems) > before:
             continue
-        # Geometry: every mask must share the CT's grid (shape and affine).
+        # Geometry: every mask must cover the CT's voxel grid. Axis order and
+        # flips may differ (e.g. LAS mask, LPS DICOM): both are compared in
+        # display orientation, which is how the cache encodes them.
         try:
-            shape, affine = _header(files["image"])
+            image_grid = _grid(files["image"]).to_display()
         except CTFoundationError as exc:
             problems.append(f"{where}: image {files['image']}: {exc}")
             continue
@@ -159,13 +160,14 @@ def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[Manifest
             if p is None:
                 continue
             try:
-                mshape, maffine = _header(p)
+                mask_grid = _grid(p).to_display()
             except CTFoundationError as exc:
                 problems.append(f"{where}: {col} {p}: {exc}")
                 continue
-            if mshape != shape:
-                problems.append(f"{where}: {col} {p} has shape {mshape} (z,y,x) but the image has {shape}")
-            elif not np.allclose(maffine, affine, atol=1e-3):
+            if mask_grid.shape != image_grid.shape:
+                problems.append(f"{where}: {col} {p} has shape {mask_grid.shape} (z,y,x in display "
+                                f"orientation) but the image has {image_grid.shape}")
+            elif not mask_grid.same_grid(image_grid):
                 problems.append(f"{where}: {col} {p} is not on the image's grid (spacing/origin/direction differ)")
             elif check_labels:
                 try:

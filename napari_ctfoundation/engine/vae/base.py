@@ -66,7 +66,9 @@ class FoundationVAE(ABC):
     latent_channels: int = 0
     spatial_factor: int = 8
     temporal_factor: int = 1
-    #: preferred number of slices per video window (1 + temporal_factor * k)
+    #: video VAEs take windows of 1 + frame_step * k slices
+    frame_step: int = 1
+    #: preferred number of slices per video window
     window_frames: int = 1
 
     def __init__(self, device: str = "cpu", dtype=None) -> None:

@@ -25,7 +25,7 @@ def load_diffusers_vae(
     import diffusers
 
     try:
-        config = diffusers.ModelMixin.load_config(spec, subfolder=subfolder)
+        config = diffusers.AutoencoderKL.load_config(spec, subfolder=subfolder)  # any ConfigMixin reads config.json
     except (OSError, ValueError) as exc:
         where = f"{spec}" + (f" (subfolder {subfolder!r})" if subfolder else "")
         raise ConfigError(

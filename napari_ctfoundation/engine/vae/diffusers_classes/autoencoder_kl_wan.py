@@ -21,10 +21,15 @@ class AutoencoderKLWanAdapter(DiffusersVAE):
         import torch
 
         config = model.config
-        self.temporal_factor = int(getattr(config, "scale_factor_temporal", None) or 4)
-        self.spatial_factor = int(getattr(config, "scale_factor_spatial", None) or 8)
-        # 65 slices per window (17 latent frames), as in the reference code.
-        self.window_frames = 1 + self.temporal_factor * 16
+        # Strides from the architecture itself (the config's scale_factor_*
+        # fields are informational and need not match a custom config).
+        self.temporal_factor = 2 ** sum(bool(d) for d in config.temperal_downsample)
+        self.spatial_factor = 2 ** (len(config.dim_mult) - 1) * int(config.patch_size or 1)
+        # Wan's causal encoder eats the first frame, then chunks of 4 frames:
+        # a window must hold 1 + 4k slices. 65 slices = 17 latent frames at 4x,
+        # as in the reference code.
+        self.frame_step = 4
+        self.window_frames = 1 + self.frame_step * 16
         shape = (1, self.latent_channels, 1, 1, 1)
         self.mean = torch.tensor(config.latents_mean, dtype=self.dtype, device=self.device).view(shape)
         self.std = torch.tensor(config.latents_std, dtype=self.dtype, device=self.device).view(shape)

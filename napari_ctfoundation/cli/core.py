@@ -1,0 +1,147 @@
+"""``ctfoundation info``, ``ctfoundation vae list`` and ``ctfoundation reconstruct``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..engine.errors import ConfigError, VolumeWriteError
+from ._common import parse_window, progress_bar
+
+
+def register(subparsers) -> None:
+    info = subparsers.add_parser("info", help="show a CT volume's geometry and HU range")
+    info.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM file or DICOM series folder")
+    info.set_defaults(func=cmd_info)
+
+    vae = subparsers.add_parser("vae", help="foundation-VAE backends")
+    vae_sub = vae.add_subparsers(dest="vae_command", metavar="ACTION")
+    vae_sub.required = True
+    vae_list = vae_sub.add_parser("list", help="list the VAE backends")
+    vae_list.set_defaults(func=cmd_vae_list)
+
+    rec = subparsers.add_parser("reconstruct", help="reconstruct a CT through a frozen foundation VAE, D(E(x))")
+    rec.add_argument("input", help="NIfTI/NRRD/MHA file or DICOM series folder")
+    rec.add_argument("output", help="output volume (.nii.gz, .nii, .nrrd, .mha); a .json sidecar is written beside it")
+    add_vae_options(rec)
+    rec.add_argument("--seed", type=int, default=None, help="sample latents with this seed (default: deterministic mean)")
+    rec.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
+    rec.add_argument("--difference", default=None, metavar="PATH", help="also write the difference volume (HU)")
+    rec.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    rec.set_defaults(func=cmd_reconstruct)
+
+
+def add_vae_options(parser) -> None:
+    """--vae/--subfolder/--window/--preset/--device/--precision, shared by VAE commands."""
+    parser.add_argument("--vae", default="taef2", help="backend name, local diffusers folder or hub id (default taef2)")
+    parser.add_argument("--subfolder", default=None, help="subfolder of the folder/hub repo holding the VAE (e.g. vae)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--window", default=None, metavar="LO,HI", help="HU window (default -1000,1000)")
+    group.add_argument("--preset", default=None, help="window preset: ct, soft_tissue, abdomen, lung, bone, brain, liver")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda[:N] or mps")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="bf16 on GPU only")
+
+
+def window_from_args(args):
+    from ..engine.window import HUWindow
+
+    if args.preset:
+        return HUWindow.from_preset(args.preset)
+    lo_hi = parse_window(args.window)
+    return HUWindow(*lo_hi) if lo_hi else HUWindow()
+
+
+def sidecar_path(output: Path) -> Path:
+    name = output.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
+        if name.endswith(suffix):
+            return output.with_name(name[: -len(suffix)] + ".json")
+    return output.with_name(name + ".json")
+
+
+def check_output(output: Path, inputs, overwrite: bool) -> None:
+    for item in inputs:
+        if Path(item).resolve() == output.resolve():
+            raise VolumeWriteError(f"{output}: refusing to write over the input")
+    if output.exists() and not overwrite:
+        raise VolumeWriteError(f"{output}: exists; pass --overwrite to replace it")
+
+
+def cmd_info(args) -> int:
+    import numpy as np
+
+    from ..engine.io import read_volume
+
+    vol = read_volume(args.path)
+    a = vol.array
+    rows = [
+        ("path", args.path),
+        ("format", vol.metadata.get("source_format")),
+        ("shape (x, y, z)", " x ".join(str(s) for s in reversed(vol.shape))),
+        ("spacing (mm)", " x ".join(f"{s:g}" for s in vol.spacing)),
+        ("origin (LPS mm)", ", ".join(f"{o:.2f}" for o in vol.origin)),
+        ("orientation", vol.orientation_code() + (" (oblique)" if vol.is_oblique() else "")),
+        ("HU min / mean / max", f"{a.min():.0f} / {a.mean():.1f} / {a.max():.0f}"),
+        ("HU 1st / 99th percentile", " / ".join(f"{v:.0f}" for v in np.percentile(a, [1, 99]))),
+    ]
+    for key, value in vol.metadata.get("dicom", {}).items():
+        rows.append((f"dicom {key}", value))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_vae_list(args) -> int:
+    from ..engine.vae import VAE_BACKENDS
+    from ..engine.vae.diffusers_loader import DIFFUSERS_CLASSES
+
+    print("registered backends:")
+    for name, text in VAE_BACKENDS.describe().items():
+        print(f"  {name:<14} {text}")
+    print("from a local folder or hub id (--vae PATH_OR_ID [--subfolder vae]), diffusers classes:")
+    for name, text in DIFFUSERS_CLASSES.describe().items():
+        print(f"  {name:<20} {text}")
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from ..engine.io import read_volume, write_volume
+    from ..engine.reconstruct import reconstruct_volume
+
+    output = Path(args.output)
+    check_output(output, [args.input], args.overwrite)
+    if args.difference:
+        check_output(Path(args.difference), [args.input, args.output], args.overwrite)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    window = window_from_args(args)
+    volume = read_volume(args.input)
+    callback, close = progress_bar("reconstruct (encode + decode)")
+    try:
+        result = reconstruct_volume(
+            volume.to_display(), args.vae, window, device=args.device, precision=args.precision,
+            subfolder=args.subfolder, batch_size=args.batch_size, seed=args.seed, progress=callback,
+        )
+    finally:
+        close()
+    write_volume(result.volume.to_source_orientation(), output, protect=(args.input,))
+    if args.difference:
+        write_volume(result.difference.to_source_orientation(), args.difference, protect=(args.input,))
+    sidecar = {
+        "input": str(args.input),
+        "output": str(output),
+        "difference": args.difference,
+        "command": "reconstruct",
+        "settings": result.settings,
+        "metrics": result.metrics,
+        "seconds": round(result.seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    sidecar_path(output).write_text(json.dumps(sidecar, indent=2, default=float))
+    m = result.metrics
+    print(f"wrote {output} ({result.seconds:.1f} s, {volume.shape[0]} slices, VAE {result.settings['vae']['backend']})")
+    print(f"HU window [{window.lo:g}, {window.hi:g}]: PSNR {m['psnr_db']:.2f} dB  SSIM {m['ssim']:.4f}  "
+          f"MS-SSIM {m['ms_ssim']:.4f}  MAE {m['mae_hu']:.1f} HU")
+    return 0

@@ -1,0 +1,194 @@
+"""Latent cache: every CT of a manifest encoded once through the frozen VAE.
+
+Layout of a cache folder::
+
+    cache.json                    index: VAE, HU window, vocabularies, cases,
+                                  per-channel latent mean/std (for scaling)
+    case_0000.latents.safetensors engine.latents format (LatentVolume)
+    case_0000.cond.safetensors    organ / disease class fractions on the latent
+                                  grid (float16) + JSON: ids, report, findings
+
+Volumes are encoded in display orientation (axial slices, radiological
+view), as the rest of the product does; the masks are reoriented the same
+way and block-averaged onto the latent grid. Training reads only this
+folder and never touches the VAE encoder again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+
+from ..errors import ConfigError, VolumeReadError
+from ..progress import CancelCheck, ProgressCallback, Tracker
+from ..window import HUWindow
+from .conditioning import LatentMask, mask_to_latent, parse_findings
+from .manifest import read_manifest
+from .vocab import vocabulary
+
+CACHE_VERSION = 1
+INDEX = "cache.json"
+
+
+@dataclass
+class CachedCase:
+    name: str
+    latents: np.ndarray  # (C, t, h, w) float32, raw VAE latents
+    organs: LatentMask
+    disease: Optional[LatentMask]
+    report: str
+    findings: np.ndarray  # (18,)
+    meta: Dict[str, Any]
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def _save_cond(path: Path, organs: LatentMask, disease: Optional[LatentMask], meta: Dict[str, Any]) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {"organs": organs.fractions.astype(np.float16)}
+    info = dict(meta, organ_ids=organs.ids)
+    if disease is not None:
+        tensors["disease"] = disease.fractions.astype(np.float16)
+        info["disease_ids"] = disease.ids
+    if not organs.ids:  # safetensors refuses zero-sized tensors
+        tensors["organs"] = np.zeros((1,) + organs.fractions.shape[1:], np.float16)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"ctfoundation_cond": json.dumps(info)})
+    os.replace(tmp, path)
+
+
+def build_cache(
+    manifest: Union[str, Path],
+    cache_dir: Union[str, Path],
+    vae: str = "taef2",
+    window: HUWindow = HUWindow(),
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    overwrite: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> Path:
+    """Validate ``manifest``, encode each case once, write ``cache_dir``.
+
+    Cases already in the folder with the same source files and VAE are kept
+    (a cache can be extended by re-running with a longer manifest).
+    """
+    from ..io import read_labels, read_volume
+    from ..latents import encode_volume, load_latents, save_latents
+    from ..vae import load_vae
+
+    rows = read_manifest(manifest)  # every row checked before any encoding
+    out = Path(cache_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX
+    old = json.loads(index_path.read_text()) if index_path.is_file() and not overwrite else {}
+    model = load_vae(vae, device=device)
+    vae_info = dict(model.describe(), spec=model.describe().get("spec", vae))
+    if old and (old.get("vae", {}).get("spec") != vae_info["spec"] or old.get("hu_window") != window.as_list()):
+        raise ConfigError(f"{out}: cache was built with VAE {old.get('vae', {}).get('spec')!r} and window "
+                          f"{old.get('hu_window')}; use another folder or --overwrite")
+    known = {(c["image"], c["organ_mask"], c.get("disease_mask")): c for c in old.get("cases", [])}
+    tracker = Tracker(len(rows), "cases", progress, cancel)
+    cases: List[Dict[str, Any]] = []
+    sums = np.zeros(model.latent_channels, np.float64)
+    sq = np.zeros(model.latent_channels, np.float64)
+    count = 0
+    for n, row in enumerate(rows):
+        key = (str(row.image), str(row.organ_mask), str(row.disease_mask) if row.disease_mask else None)
+        name = f"case_{n:04d}"
+        entry = known.get(key)
+        if entry is not None and (out / f"{entry['name']}.latents.safetensors").is_file():
+            lv = load_latents(out / f"{entry['name']}.latents.safetensors")
+            entry = dict(entry, report=row.report, findings=parse_findings(row.report).tolist())
+            name = entry["name"]
+        else:
+            ct = read_volume(row.image).to_display()
+            organs_vol = read_labels(row.organ_mask).to_display()
+            if organs_vol.shape != ct.shape:
+                raise VolumeReadError(f"{row.organ_mask}: shape {organs_vol.shape} differs from CT {ct.shape}")
+            lv = encode_volume(ct, model, window, batch_size=batch_size, cancel=cancel)
+            lv.vae = vae_info
+            f = model.spatial_factor
+            organs = mask_to_latent(organs_vol.array, f, lv.padded_hw)
+            disease = None
+            if row.disease_mask is not None:
+                disease = mask_to_latent(read_labels(row.disease_mask).to_display().array, f, lv.padded_hw)
+            findings = parse_findings(row.report)
+            save_latents(lv, out / f"{name}.latents.safetensors")
+            entry = {
+                "name": name, "image": key[0], "organ_mask": key[1], "disease_mask": key[2],
+                "report": row.report, "report_source": row.report_source,
+                "findings": findings.tolist(), "shape_zyx": list(ct.shape),
+                "latent_shape": list(lv.latents.shape[1:]), "spacing_xyz": list(ct.spacing),
+            }
+            _save_cond(out / f"{name}.cond.safetensors", organs, disease, {"name": name})
+        lat = lv.latents[0].astype(np.float64)
+        sums += lat.sum(axis=(1, 2, 3))
+        sq += (lat ** 2).sum(axis=(1, 2, 3))
+        count += lat[0].size
+        cases.append(entry)
+        tracker.advance()
+    mean = sums / count
+    std = np.sqrt(np.maximum(sq / count - mean ** 2, 1e-12))
+    _atomic_json({
+        "format_version": CACHE_VERSION, "manifest": str(Path(manifest).resolve()),
+        "vae": vae_info, "hu_window": window.as_list(), "vocabulary": vocabulary(),
+        "latent_mean": mean.tolist(), "latent_std": std.tolist(), "cases": cases,
+    }, index_path)
+    return out
+
+
+def read_index(cache_dir: Union[str, Path]) -> Dict[str, Any]:
+    path = Path(cache_dir) / INDEX
+    if not path.is_file():
+        raise ConfigError(f"{cache_dir}: not a latent cache (no {INDEX}); build one with `ctfoundation gen cache`")
+    index = json.loads(path.read_text())
+    if index.get("format_version") != CACHE_VERSION:
+        raise ConfigError(f"{path}: cache format {index.get('format_version')} is not {CACHE_VERSION}")
+    if not index.get("cases"):
+        raise ConfigError(f"{path}: the cache holds no cases")
+    return index
+
+
+def load_cache(cache_dir: Union[str, Path]) -> List[CachedCase]:
+    """All cases of a cache, latents as stored (unnormalised)."""
+    from safetensors import safe_open
+
+    from ..latents import load_latents
+
+    root = Path(cache_dir)
+    index = read_index(root)
+    cases = []
+    for entry in index["cases"]:
+        lv = load_latents(root / f"{entry['name']}.latents.safetensors")
+        if lv.latents.shape[0] != 1:
+            raise ConfigError(f"{root}: {entry['name']} has {lv.latents.shape[0]} video windows; "
+                              "generation supports image VAEs (one latent frame per slice)")
+        cond_path = root / f"{entry['name']}.cond.safetensors"
+        try:
+            with safe_open(str(cond_path), framework="numpy") as fh:
+                info = json.loads(fh.metadata()["ctfoundation_cond"])
+                organs = LatentMask(info["organ_ids"], fh.get_tensor("organs").astype(np.float32)[: len(info["organ_ids"])])
+                disease = None
+                if "disease_ids" in info:
+                    disease = LatentMask(info["disease_ids"], fh.get_tensor("disease").astype(np.float32))
+        except (OSError, KeyError, ValueError) as exc:
+            raise VolumeReadError(f"{cond_path}: unreadable condition file ({exc})") from None
+        cases.append(CachedCase(entry["name"], lv.latents[0], organs, disease, entry["report"],
+                                np.asarray(entry["findings"], np.float32),
+                                dict(entry, geometry=lv.geometry, padded_hw=lv.padded_hw)))
+    return cases

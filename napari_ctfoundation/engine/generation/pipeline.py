@@ -1,0 +1,226 @@
+"""``GenerationPipeline``: a trained conditional latent-diffusion model, ready to sample.
+
+A pipeline folder holds ``pipeline.json`` (denoiser config, scheduler
+config, VAE spec and HU window, text-encoder spec, label vocabularies,
+latent scaling, window size, training summary) and ``denoiser.safetensors``.
+The VAE and the text encoder are *references* (specs), loaded on first use,
+so a checkpoint stays small and the frozen models are shared.
+``from_pretrained("demo")`` loads the checkpoint shipped in the package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..progress import CancelCheck, ProgressCallback
+from ..volume import Volume
+from ..window import HUWindow
+from .conditioning import check_label_ids, condition_tensor, findings_from_dict, latent_grid, mask_to_latent, parse_findings
+
+PIPELINE_VERSION = 1
+CONFIG_NAME = "pipeline.json"
+WEIGHTS_NAME = "denoiser.safetensors"
+DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "generation_demo"
+
+
+def resolve_model_dir(spec: Union[str, Path]) -> Path:
+    """``demo`` -> the shipped checkpoint; otherwise a pipeline folder."""
+    path = DEMO_DIR if str(spec) == "demo" else Path(spec).expanduser()
+    if not (path / CONFIG_NAME).is_file():
+        what = "the shipped demo checkpoint is missing" if str(spec) == "demo" else "not a generation model folder"
+        raise ConfigError(f"{path}: {what} (no {CONFIG_NAME})")
+    return path
+
+
+@dataclass
+class GenerationResult:
+    volume: Volume  # float32 HU, display orientation, geometry of the organ mask
+    latents: np.ndarray  # (C, t, h, w) raw VAE latents
+    settings: Dict[str, Any]
+    seconds: float
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+class GenerationPipeline:
+    def __init__(self, denoiser, config: Dict[str, Any], device: str = "cpu") -> None:
+        self.denoiser = denoiser.to(device).eval()
+        self.config = config
+        self.device = device
+        self._vae = None
+        self._text = None
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, folder: Union[str, Path]) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.denoiser.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=out)
+        os.close(fd)
+        save_file(state, tmp)
+        os.replace(tmp, out / WEIGHTS_NAME)
+        (out / CONFIG_NAME).write_text(json.dumps(self.config, indent=1))
+        return out
+
+    @classmethod
+    def from_pretrained(cls, spec: Union[str, Path] = "demo", device: str = "auto") -> "GenerationPipeline":
+        from safetensors.torch import load_file
+
+        from ..vae import resolve_device
+        from .denoiser import ConditionalDenoiser
+
+        folder = resolve_model_dir(spec)
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        if config.get("format_version") != PIPELINE_VERSION:
+            raise ConfigError(f"{folder}: pipeline format {config.get('format_version')} is not {PIPELINE_VERSION}")
+        model = ConditionalDenoiser(config["denoiser"])
+        try:
+            model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
+        except (RuntimeError, OSError) as exc:
+            raise ConfigError(f"{folder / WEIGHTS_NAME}: weights do not fit the config ({str(exc)[:200]})") from None
+        pipe = cls(model, config, resolve_device(device))
+        pipe.config["source"] = str(spec)
+        return pipe
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def vae(self):
+        if self._vae is None:
+            from ..vae import load_vae
+
+            self._vae = load_vae(self.config["vae"]["spec"], device=self.device)
+        return self._vae
+
+    @property
+    def text_encoder(self):
+        if self._text is None:
+            from .text import load_text_encoder
+
+            te = self.config["text_encoder"]
+            self._text = load_text_encoder(te["spec"], max_tokens=te["max_tokens"], device=self.device)
+        return self._text
+
+    @property
+    def hu_window(self) -> HUWindow:
+        return HUWindow(*self.config["hu_window"])
+
+    def encode_report(self, report: str, findings: Optional[Dict[str, float]] = None):
+        """Token embeddings (1, L, D) and finding flags (18,) for one report."""
+        if report and report.strip():
+            tokens, _ = self.text_encoder.encode([report.strip()])
+        else:  # empty report = the null text condition
+            te = self.config["text_encoder"]
+            tokens = np.zeros((1, te["max_tokens"], te["dim"]), np.float32)
+        flags = findings_from_dict(findings) if findings else parse_findings(report or "")
+        return tokens, flags
+
+    def normalise(self, latents: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.config["latent_mean"], np.float32)[:, None, None, None]
+        std = np.asarray(self.config["latent_std"], np.float32)[:, None, None, None]
+        return (latents - mean) / std
+
+    def denormalise(self, latents: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.config["latent_mean"], np.float32)[:, None, None, None]
+        std = np.asarray(self.config["latent_std"], np.float32)[:, None, None, None]
+        return latents * std + mean
+
+    def condition(self, organ_mask: np.ndarray, disease_mask: Optional[np.ndarray], padded_hw) -> np.ndarray:
+        f = int(self.config["vae"]["spatial_factor"])
+        organs = mask_to_latent(organ_mask, f, padded_hw)
+        disease = None if disease_mask is None else mask_to_latent(disease_mask, f, padded_hw)
+        d = self.config["denoiser"]
+        return condition_tensor(organs, disease, organs.grid, d["n_organs"], d["n_lesions"])
+
+    # --------------------------------------------------------------- sampling
+    def generate(
+        self,
+        organ_mask: Volume,
+        report: str = "",
+        disease_mask: Optional[Volume] = None,
+        *,
+        findings: Optional[Dict[str, float]] = None,
+        seed: int = 0,
+        steps: int = 20,
+        sampler: str = "ddim",
+        guidance: float = 1.0,
+        guidance_text: Optional[float] = None,
+        window: Optional[int] = None,
+        overlap: Optional[int] = None,
+        decode: bool = True,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelCheck] = None,
+    ) -> GenerationResult:
+        """CT conditioned on an organ label map (its grid is the output grid).
+
+        ``guidance`` scales the mask condition and, unless ``guidance_text``
+        is given, the text condition too. The result is in display
+        orientation; write it with ``volume.to_source_orientation()``.
+        """
+        from ..latents import LatentVolume, decode_latents
+        from .sampling import sample_latents
+
+        start = time.perf_counter()
+        organs = organ_mask.to_display()
+        check_label_ids(organs.array, "organ", "organ mask")
+        disease = None
+        if disease_mask is not None:
+            disease = disease_mask.to_display()
+            if disease.shape != organs.shape:
+                raise ConfigError(f"disease mask shape {disease.shape} differs from organ mask shape {organs.shape}")
+            check_label_ids(disease.array, "lesion", "disease mask")
+        f = int(self.config["vae"]["spatial_factor"])
+        t, h, w, ph, pw = latent_grid(organs.shape, f)
+        cond = self.condition(organs.array, None if disease is None else disease.array, (ph, pw))
+        tokens, flags = self.encode_report(report, findings)
+        t_text = time.perf_counter()
+        g_text = guidance if guidance_text is None else guidance_text
+        win = int(window or self.config["window"]["depth"])
+        ovl = int(self.config["window"]["overlap"] if overlap is None else overlap)
+        z = sample_latents(
+            self.denoiser, self.config["scheduler"], cond, tokens,
+            flags if self.config["denoiser"].get("use_findings") else None,
+            latent_channels=int(self.config["denoiser"]["latent_channels"]), seed=seed, steps=steps,
+            sampler=sampler, guidance_mask=guidance, guidance_text=g_text, window=win,
+            overlap=min(ovl, max(win - 1, 0)), device=self.device, progress=progress, cancel=cancel)
+        t_sample = time.perf_counter()
+        latents = self.denormalise(z)
+        settings = {
+            "model": self.config.get("source", ""), "report": report, "findings": flags.tolist(),
+            "seed": int(seed), "steps": int(steps), "sampler": sampler, "guidance_mask": float(guidance),
+            "guidance_text": float(g_text), "window": win, "overlap": ovl,
+            "vae": self.config["vae"]["spec"], "text_encoder": self.config["text_encoder"]["spec"],
+            "hu_window": self.config["hu_window"], "versions": versions(),
+        }
+        volume = None
+        if decode:
+            lv = LatentVolume(latents=latents[None].astype(np.float32), window_starts=[0], window_slices=t,
+                              vae=self.config["vae"], hu_window=self.hu_window,
+                              geometry=organs.geometry_dict(), padded_hw=(ph, pw), shape_zyx=organs.shape)
+            volume = decode_latents(lv, self.vae, cancel=cancel)
+            volume.metadata.update(generation=settings)
+        end = time.perf_counter()
+        return GenerationResult(volume, latents, settings, end - start,
+                                {"text_s": t_text - start, "sample_s": t_sample - t_text, "decode_s": end - t_sample})
+
+
+def versions() -> Dict[str, str]:
+    """Package versions for sidecars."""
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("napari-ctfoundation", "torch", "diffusers", "monai", "transformers", "sentence-transformers"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out

@@ -1,0 +1,362 @@
+"""Training the conditional denoiser on a latent cache, with ``accelerate``.
+
+One optimisation step = ``grad_accum`` micro-batches of random latent
+windows ``crop = (t, h, w)`` (smaller cases are zero-padded and the padding
+is left out of the loss). Conditions are dropped for classifier-free
+guidance: masks with ``p_drop_mask``, report + findings with
+``p_drop_text``, independently. The loss is the MSE of the eps or v
+prediction (DDPM noise schedule of ``schedule.py``).
+
+``accelerate`` gives CPU / one GPU / many GPUs (``accelerate launch``),
+mixed precision on GPU, gradient accumulation and ``save_state`` /
+``load_state`` for checkpoint + resume. An exponential moving average of
+the weights is kept beside and is what ``model/`` holds. ``loss.jsonl`` logs
+every ``log_every`` steps; ``previews/`` gets a PNG (real vs generated middle
+slice of the first case) every ``preview_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..progress import CancelCheck, ProgressCallback, Tracker
+from .cache import CachedCase, load_cache, read_index
+from .conditioning import condition_tensor
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 2
+    grad_accum: int = 1
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    p_drop_mask: float = 0.1
+    p_drop_text: float = 0.1
+    crop: Tuple[int, int, int] = (8, 16, 16)
+    prediction_type: str = "epsilon"
+    mixed_precision: str = "auto"  # auto: bf16 on GPU if supported else fp16; no on CPU
+    device: str = "auto"
+    seed: int = 0
+    text_encoder: str = "minilm"
+    max_tokens: int = 64
+    denoiser: Dict[str, Any] = field(default_factory=dict)
+    window_overlap: Optional[int] = None  # sampling default; None = half the crop depth
+    log_every: int = 10
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    preview_every: int = 250
+    preview_steps: int = 10
+    threads: Optional[int] = None  # torch CPU threads (None: leave as is)
+
+    def __post_init__(self) -> None:
+        self.crop = tuple(int(c) for c in self.crop)  # type: ignore[assignment]
+        if len(self.crop) != 3 or min(self.crop) < 1:
+            raise ConfigError(f"crop {self.crop}: need three positive sizes (t, h, w) in latent cells")
+        for name in ("steps", "batch_size", "grad_accum"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("p_drop_mask", "p_drop_text"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1]")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    steps: int
+    last_loss: float
+    seconds: float
+    resumed_from: Optional[int]
+
+
+class EMA:
+    """Exponential moving average of parameters (warm-up: decay grows with steps)."""
+
+    def __init__(self, model, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    def update(self, model, step: int) -> None:
+        import torch
+
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+                else:
+                    self.shadow[k].copy_(v)
+
+
+# ------------------------------------------------------------------- data
+class WindowSampler:
+    """Random latent windows with their conditions, as numpy batches."""
+
+    def __init__(self, cases: List[CachedCase], tokens: np.ndarray, crop: Sequence[int],
+                 mean: np.ndarray, std: np.ndarray, n_organs: int, n_lesions: int, seed: int) -> None:
+        self.cases = cases
+        self.tokens = tokens  # (n_cases, L, D)
+        self.crop = tuple(crop)
+        self.rng = np.random.default_rng(seed)
+        self.n_organs, self.n_lesions = n_organs, n_lesions
+        self.latents = [((c.latents - mean[:, None, None, None]) / std[:, None, None, None]).astype(np.float32)
+                        for c in cases]
+        self.conds = [condition_tensor(c.organs, c.disease, c.latents.shape[1:], n_organs, n_lesions)
+                      for c in cases]
+
+    def batch(self, size: int) -> Dict[str, np.ndarray]:
+        ct, ch, cw = self.crop
+        C = self.latents[0].shape[0]
+        out = {
+            "x": np.zeros((size, C, ct, ch, cw), np.float32),
+            "cond": np.zeros((size, self.conds[0].shape[0], ct, ch, cw), np.float32),
+            "valid": np.zeros((size, 1, ct, ch, cw), np.float32),
+            "tokens": np.zeros((size,) + self.tokens.shape[1:], np.float32),
+            "findings": np.zeros((size, len(self.cases[0].findings)), np.float32),
+        }
+        for b in range(size):
+            i = int(self.rng.integers(len(self.cases)))
+            lat, cond = self.latents[i], self.conds[i]
+            t, h, w = lat.shape[1:]
+            st, sh, sw = (int(self.rng.integers(0, max(n - c, 0) + 1)) for n, c in zip((t, h, w), (ct, ch, cw)))
+            sl = (slice(st, st + ct), slice(sh, sh + ch), slice(sw, sw + cw))
+            piece = lat[(slice(None),) + sl]
+            nt, nh, nw = piece.shape[1:]
+            out["x"][b, :, :nt, :nh, :nw] = piece
+            out["cond"][b, :, :nt, :nh, :nw] = cond[(slice(None),) + sl]
+            out["valid"][b, :, :nt, :nh, :nw] = 1.0
+            out["tokens"][b] = self.tokens[i]
+            out["findings"][b] = self.cases[i].findings
+        return out
+
+
+# --------------------------------------------------------------- training
+def _latest_checkpoint(out: Path) -> Optional[Path]:
+    found = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    found = [p for p in found if (p / "state.json").is_file()]
+    return found[-1] if found else None
+
+
+def _pipeline_config(index: Dict[str, Any], cfg: TrainConfig, denoiser_cfg: Dict[str, Any],
+                     sched_cfg: Dict[str, Any], text_desc: Dict[str, Any], step: int, loss: float) -> Dict[str, Any]:
+    from .pipeline import PIPELINE_VERSION, versions
+
+    overlap = cfg.window_overlap if cfg.window_overlap is not None else cfg.crop[0] // 2
+    return {
+        "format_version": PIPELINE_VERSION,
+        "denoiser": denoiser_cfg,
+        "scheduler": sched_cfg,
+        "vae": index["vae"],
+        "hu_window": index["hu_window"],
+        "text_encoder": {"spec": text_desc["spec"], "dim": text_desc["dim"], "max_tokens": text_desc["max_tokens"]},
+        "vocabulary": index["vocabulary"],
+        "latent_mean": index["latent_mean"],
+        "latent_std": index["latent_std"],
+        "window": {"depth": int(cfg.crop[0]), "overlap": int(min(overlap, cfg.crop[0] - 1))},
+        "training": {"steps": step, "last_loss": loss, "config": asdict(cfg),
+                     "cases": [c["name"] for c in index["cases"]], "versions": versions()},
+    }
+
+
+def train(
+    cache_dir: Union[str, Path],
+    out_dir: Union[str, Path],
+    config: Optional[TrainConfig] = None,
+    *,
+    resume: bool = True,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> TrainResult:
+    """Train (or resume) a conditional denoiser; the EMA model lands in ``out_dir/model``."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from ..vae import resolve_device
+    from .denoiser import ConditionalDenoiser, denoiser_config
+    from .pipeline import GenerationPipeline
+    from .schedule import scheduler_config, training_scheduler
+    from .text import load_text_encoder
+
+    cfg = config or TrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = read_index(cache_dir)
+    cases = load_cache(cache_dir)
+    device = resolve_device(cfg.device)
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "no" if device == "cpu" else ("bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16")
+    if device == "cpu" and mp != "no":
+        raise ConfigError(f"mixed precision {mp!r} is for GPUs; use 'no' on the CPU")
+    accelerator = Accelerator(mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=device == "cpu", project_dir=str(out))
+    set_seed(cfg.seed + accelerator.process_index)
+
+    # Frozen text encoder: every report encoded once, kept in memory.
+    text = load_text_encoder(cfg.text_encoder, max_tokens=cfg.max_tokens, device="cpu")
+    tokens, _ = text.encode([c.report for c in cases])
+    del text.model
+    text_desc = text.describe()
+
+    latent_channels = int(index["vae"]["latent_channels"])
+    dcfg = denoiser_config(**{**cfg.denoiser, "latent_channels": latent_channels, "text_dim": int(text_desc["dim"]),
+                              "n_findings": len(index["vocabulary"]["findings"])})
+    sched_cfg = scheduler_config(cfg.prediction_type)
+    noise_sched = training_scheduler(sched_cfg)
+    model = ConditionalDenoiser(dcfg)
+    ema = EMA(model, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    lr_lambda = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))  # noqa: E731
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
+
+    step, resumed = 0, None
+    ckpt = _latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        from safetensors.torch import load_file
+
+        state = json.loads((ckpt / "state.json").read_text())
+        if state.get("denoiser") != dcfg:
+            raise ConfigError(f"{ckpt}: checkpoint was trained with another denoiser config; "
+                              "use a new output folder or --no-resume")
+        accelerator.load_state(str(ckpt))
+        ema.shadow = {k: v.float() for k, v in load_file(str(ckpt / "ema.safetensors")).items()}
+        step = resumed = int(state["step"])
+
+    mean = np.asarray(index["latent_mean"], np.float32)
+    std = np.asarray(index["latent_std"], np.float32)
+    data = WindowSampler(cases, tokens, cfg.crop, mean, std, dcfg["n_organs"], dcfg["n_lesions"],
+                         cfg.seed * 1000 + accelerator.process_index + step)
+    drop_rng = np.random.default_rng(cfg.seed + 7 + step)
+    tracker = Tracker(cfg.steps, "steps", progress, cancel)
+    tracker.done = min(step, cfg.steps)
+    tracker.report()
+    log = open(out / "loss.jsonl", "a", encoding="utf-8")
+    started = time.perf_counter()
+    losses: List[float] = []
+    last = float("nan")
+
+    def save_model() -> None:
+        unwrapped = accelerator.unwrap_model(model)
+        ema_model = ConditionalDenoiser(dcfg)
+        ema_model.load_state_dict(ema.shadow)
+        pipe = GenerationPipeline(ema_model, _pipeline_config(index, cfg, dcfg, sched_cfg, text_desc, step, last))
+        pipe.save_pretrained(out / "model")
+        del unwrapped
+
+    try:
+        while step < cfg.steps:
+            model.train()
+            with accelerator.accumulate(model):
+                b = data.batch(cfg.batch_size)
+                x0 = torch.from_numpy(b["x"]).to(accelerator.device)
+                cond = torch.from_numpy(b["cond"]).to(accelerator.device)
+                tok = torch.from_numpy(b["tokens"]).to(accelerator.device)
+                find = torch.from_numpy(b["findings"]).to(accelerator.device)
+                valid = torch.from_numpy(b["valid"]).to(accelerator.device)
+                # classifier-free guidance: drop conditions per sample
+                keep_m = torch.from_numpy((drop_rng.random(cfg.batch_size) >= cfg.p_drop_mask).astype(np.float32)).to(x0.device)
+                keep_t = torch.from_numpy((drop_rng.random(cfg.batch_size) >= cfg.p_drop_text).astype(np.float32)).to(x0.device)
+                cond = cond * keep_m[:, None, None, None, None]
+                tok = tok * keep_t[:, None, None]
+                find = find * keep_t[:, None]
+                noise = torch.randn_like(x0)
+                ts = torch.randint(0, noise_sched.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+                xt = noise_sched.add_noise(x0, noise, ts)
+                target = noise if sched_cfg["prediction_type"] == "epsilon" else noise_sched.get_velocity(x0, noise, ts)
+                pred = model(xt, ts, cond, tok, find if dcfg["use_findings"] else None)
+                err = (pred.float() - target.float()) ** 2 * valid
+                loss = err.sum() / (valid.sum() * x0.shape[1]).clamp(min=1)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                lr_sched.step()
+                optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            ema.update(accelerator.unwrap_model(model), step)
+            last = float(np.mean(losses))
+            losses = []
+            if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.steps):
+                log.write(json.dumps({"step": step, "loss": last, "lr": lr_sched.get_last_lr()[0],
+                                      "seconds": round(time.perf_counter() - started, 2)}) + "\n")
+                log.flush()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _checkpoint(accelerator, ema, out, step, dcfg, cfg.keep_checkpoints)
+                if accelerator.is_main_process:
+                    save_model()
+            if accelerator.is_main_process and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+                _preview(out, step, dcfg, ema, index, cases[0], tokens[0], sched_cfg, cfg)
+            tracker.advance()
+    finally:
+        log.close()
+    accelerator.wait_for_everyone()
+    return TrainResult(out / "model", step, last, time.perf_counter() - started, resumed)
+
+
+def _checkpoint(accelerator, ema: EMA, out: Path, step: int, dcfg: Dict[str, Any], keep: int) -> None:
+    from safetensors.torch import save_file
+
+    path = out / "checkpoints" / f"step_{step:07d}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(path / "ema.safetensors"))
+        (path / "state.json").write_text(json.dumps({"step": step, "denoiser": dcfg}))
+        done = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        for old in done[:-max(1, keep)]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _preview(out: Path, step: int, dcfg, ema: EMA, index, case: CachedCase, tokens: np.ndarray,
+             sched_cfg, cfg: TrainConfig) -> None:
+    """Real vs generated middle slice of the first case's central window (PNG)."""
+    import torch
+    from PIL import Image
+
+    from ..vae import load_vae
+    from ..window import HUWindow
+    from .denoiser import ConditionalDenoiser
+    from .sampling import sample_latents
+
+    model = ConditionalDenoiser(dcfg)
+    model.load_state_dict(ema.shadow)
+    t = case.latents.shape[1]
+    depth = min(cfg.crop[0], t)
+    s0 = (t - depth) // 2
+    cond = condition_tensor(case.organs, case.disease, case.latents.shape[1:], dcfg["n_organs"], dcfg["n_lesions"])
+    cond = np.ascontiguousarray(cond[:, s0:s0 + depth])
+    z = sample_latents(model, sched_cfg, cond, tokens[None], case.findings if dcfg["use_findings"] else None,
+                       latent_channels=dcfg["latent_channels"], seed=0, steps=cfg.preview_steps,
+                       window=depth, overlap=0)
+    mean = np.asarray(index["latent_mean"], np.float32)[:, None, None]
+    std = np.asarray(index["latent_std"], np.float32)[:, None, None]
+    mid = depth // 2
+    gen_lat = z[:, mid] * std + mean
+    real_lat = case.latents[:, s0 + mid]
+    vae = load_vae(index["vae"]["spec"], device="cpu")
+    with torch.inference_mode():
+        pair = vae.decode(torch.from_numpy(np.stack([real_lat, gen_lat]).astype(np.float32))).float().mean(1).numpy()
+    h, w = case.meta["shape_zyx"][1:]
+    img = np.concatenate([pair[0, :h, :w], pair[1, :h, :w]], axis=1)
+    (out / "previews").mkdir(exist_ok=True)
+    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(out / "previews" / f"step_{step:07d}.png")

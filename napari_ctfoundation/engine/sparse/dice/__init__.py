@@ -1,0 +1,3 @@
+"""DiCE (DeepSparse) in PyTorch: network, checkpoints, inference; training in :mod:`..train`."""
+
+from .config import DiCEConfig  # noqa: F401

@@ -1,0 +1,40 @@
+"""DiCE (DeepSparse) reconstruction from a trained checkpoint (default: the shipped one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from ...progress import CancelCheck, ProgressCallback
+from ...volume import Volume
+from ..simulate import ProjectionSet
+from . import METHODS
+
+_CACHE: dict = {}
+
+
+@METHODS.register("dice", "DiCE network of DeepSparse (PyTorch checkpoint)")
+def dice(
+    projections: ProjectionSet,
+    *,
+    checkpoint: Union[str, Path, None] = None,
+    device: str = "auto",
+    chunk: Optional[int] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> Volume:
+    from ..dice.checkpoint import SHIPPED, check_geometry, dice_predict, load_dice, resolve_device
+
+    device = resolve_device(device)
+    folder = Path(checkpoint) if checkpoint is not None else SHIPPED
+    key = (str(folder.resolve()), device, (folder / "model.safetensors").stat().st_mtime
+           if (folder / "model.safetensors").exists() else 0)
+    model = _CACHE.get(key)
+    if model is None:
+        model = load_dice(folder, device)
+        _CACHE.clear()
+        _CACHE[key] = model
+    check_geometry(model.config, projections.geometry, f"--checkpoint {folder}")
+    out = dice_predict(model, projections.projections, projections.angles, device=device, chunk=chunk,
+                       progress=progress, cancel=cancel)
+    return projections.grid_volume(out, method="dice", checkpoint=str(folder), views=projections.n_views)

@@ -1,0 +1,319 @@
+"""DiCE training with ``accelerate``: HyViP pretraining and the two finetune steps.
+
+Simulation is cached on disk once per (CT, augmentation): the normalised grid
+volume and the DRRs of *all* candidate angles (noise applied once, seeded),
+so every iteration only picks views and points. Stages (REFERENCE section 3):
+
+* ``pretrain`` (HyViP): each iteration draws n in [min_views, max_views];
+  2D (pixel-aligned) features from n uniform views, 3D features from
+  ``dense_views`` (24) uniform views.
+* ``step1`` (dataset adaptation): all weights, n = the target view count for
+  both feature kinds.
+* ``step2`` (view adjustment): encoder and codebooks frozen; per-scale
+  shallow 3D denoise layers map sparse-view quantised features toward the
+  dense-view ones (L1 feature loss) plus the task loss.
+
+Loss: MSE on sampled points (+ VQ commitment). Optimiser AdamW. Checkpoint
+(safetensors + JSON) and accelerate state every epoch; ``resume=True``
+continues from the last saved epoch. ``loss_log.csv`` records every step.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..errors import ConfigError, VolumeReadError
+from ..progress import CancelCheck, ProgressCallback, Tracker
+from .geometry import ConeBeamGeometry
+from .simulate import NoiseModel
+
+STAGES = ("pretrain", "step1", "step2")
+
+
+# ------------------------------------------------------------------ data
+def list_cts(sources: Sequence[Union[str, Path]]) -> List[Path]:
+    """CT paths from files, DICOM folders, folders of volumes, or .txt manifests (one path a line)."""
+    from ..io import looks_like_volume
+
+    out: List[Path] = []
+    for src in sources:
+        p = Path(src)
+        if p.suffix == ".txt" and p.is_file():
+            lines = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.startswith("#")]
+            out += list_cts([(p.parent / l) if not Path(l).is_absolute() else Path(l) for l in lines])
+        elif p.is_dir() and not looks_like_volume(p):
+            out += sorted(f for f in p.iterdir() if looks_like_volume(f))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise VolumeReadError(f"{p}: no such CT file, folder or manifest")
+    if not out:
+        raise ConfigError(f"no CT volumes found in {[str(s) for s in sources]}")
+    return out
+
+
+def build_cache(
+    sources: Sequence[Union[str, Path]],
+    cache_dir: Union[str, Path],
+    geometry: ConeBeamGeometry,
+    *,
+    augment: int = 0,
+    noise: NoiseModel = NoiseModel(),
+    seed: int = 0,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> List[Path]:
+    """Simulate every candidate view of every CT (+ ``augment`` random rigid copies), once."""
+    from ..io import read_volume
+    from .preprocess import Augment, to_grid
+    from .simulate import simulate_projections
+
+    cts = list_cts(sources)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    files: List[Path] = []
+    tracker = Tracker(len(cts) * (augment + 1), "volumes", progress, cancel)
+    for ct_i, ct in enumerate(cts):
+        volume = None
+        rng = np.random.default_rng([seed, ct_i])
+        for k in range(augment + 1):
+            aug = None if k == 0 else Augment.random(rng)
+            stat = ct.stat()
+            key = json.dumps({"ct": str(ct.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,
+                              "geometry": geometry.to_dict(), "augment": None if aug is None else asdict(aug),
+                              "noise": asdict(noise), "seed": [seed, ct_i, k]}, sort_keys=True)
+            path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+            if not path.exists():
+                if volume is None:
+                    volume = read_volume(ct)
+                grid = to_grid(volume, geometry, augment=aug, name=str(ct))
+                ps = simulate_projections(grid, geometry, np.arange(geometry.n_available), noise=noise,
+                                          seed=int(rng.integers(2**31)))
+                tmp = path.with_suffix(".tmp.npz")
+                np.savez(tmp, volume=grid.array.astype(np.float16), projections=ps.projections.astype(np.float16),
+                         meta=json.dumps({"key": json.loads(key)}))
+                tmp.replace(path)
+            files.append(path)
+            tracker.advance()
+    return files
+
+
+class CachedVolumes:
+    """All cached samples in memory (small datasets): volume [N]^3 and all-candidate DRRs."""
+
+    def __init__(self, files: Sequence[Union[str, Path]], geometry: ConeBeamGeometry) -> None:
+        import torch
+
+        self.volumes, self.projections = [], []
+        for f in files:
+            with np.load(f) as data:
+                meta = json.loads(str(data["meta"]))
+                if ConeBeamGeometry.from_dict(meta["key"]["geometry"]).to_dict() != geometry.to_dict():
+                    raise ConfigError(f"{f}: cached for geometry {meta['key']['geometry']['name']!r}, "
+                                      f"the model uses {geometry.name!r}")
+                self.volumes.append(torch.from_numpy(data["volume"].astype(np.float32)))
+                self.projections.append(torch.from_numpy(data["projections"].astype(np.float32)))
+        if not self.volumes:
+            raise ConfigError("the training set is empty")
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, i: int):
+        return self.projections[i], self.volumes[i]
+
+
+# -------------------------------------------------------------- settings
+@dataclass
+class TrainSettings:
+    stage: str = "pretrain"
+    epochs: int = 10
+    batch_size: int = 2
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    points: int = 10_000
+    views: Tuple[int, ...] = (6,)  # step1/step2 target view counts (one drawn per batch)
+    min_views: int = 6  # HyViP range
+    max_views: int = 24
+    feature_weight: float = 1.0  # step2 L1 feature loss weight
+    random_offset: bool = True  # rotate the uniform view set by a random fraction of its step
+    max_steps: Optional[int] = None
+    max_minutes: Optional[float] = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"training stage {self.stage!r}: use one of {', '.join(STAGES)}")
+        self.views = tuple(int(v) for v in self.views)
+        if self.epochs < 1 or self.batch_size < 1 or self.points < 1:
+            raise ConfigError("--epochs, --batch-size and --points must be >= 1")
+        if not 1 <= self.min_views <= self.max_views:
+            raise ConfigError(f"HyViP view range [{self.min_views}, {self.max_views}] is empty")
+
+
+def _pick_views(n: int, n_candidates: int, rng: np.random.Generator, random_offset: bool) -> np.ndarray:
+    base = np.floor(np.arange(n) * n_candidates / n + 1e-9).astype(int)
+    step = n_candidates // n
+    offset = int(rng.integers(0, max(step, 1))) if random_offset else 0
+    return np.clip(base + offset, 0, n_candidates - 1)
+
+
+def _batch_views(projections, candidates: np.ndarray, n: int, rng, random_offset: bool):
+    """Pick n uniform views per sample: (B, n, v, u) projections and (B, n) angles."""
+    import torch
+
+    b, c = projections.shape[:2]
+    idx = np.stack([_pick_views(n, c, rng, random_offset) for _ in range(b)])
+    idx_t = torch.as_tensor(idx, device=projections.device)
+    proj = torch.stack([projections[i, idx_t[i]] for i in range(b)])
+    ang = torch.as_tensor(candidates[idx], dtype=torch.float32, device=projections.device)
+    return proj, ang
+
+
+# --------------------------------------------------------------- training
+def train_dice(
+    cache_files: Sequence[Union[str, Path]],
+    out_dir: Union[str, Path],
+    settings: TrainSettings,
+    *,
+    config=None,
+    init_checkpoint: Union[str, Path, None] = None,
+    resume: bool = False,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> Path:
+    """Train one stage; writes ``out_dir/{config.json, model.safetensors, loss_log.csv, state/}``."""
+    import torch
+    import torch.nn.functional as F
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .dice.checkpoint import load_dice, read_checkpoint_meta, resolve_device, save_dice
+    from .dice.model import DiCE, grid_points
+
+    out_dir = Path(out_dir)
+    state_dir = out_dir / "state"
+    progress_file = out_dir / "progress.json"
+    device = resolve_device(settings.device)
+    set_seed(settings.seed)
+
+    # Model: resume > init checkpoint > fresh config.
+    if resume and (out_dir / "config.json").is_file() and progress_file.is_file():
+        model = load_dice(out_dir, "cpu")
+        done = json.loads(progress_file.read_text())
+    else:
+        resume, done = False, {"epoch": 0, "step": 0}
+        if init_checkpoint is not None:
+            model = load_dice(init_checkpoint, "cpu")
+        elif settings.stage != "pretrain":
+            raise ConfigError(f"--stage {settings.stage} finetunes a trained model: give --init CHECKPOINT")
+        elif config is None:
+            raise ConfigError("a DiCE config is needed to start pretraining")
+        else:
+            model = DiCE(config)
+    model.train()
+    if settings.stage == "step2":
+        model.add_denoise()
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        for q in model.quant:
+            q.frozen = True
+    geometry = model.config.geo
+    data = CachedVolumes(cache_files, geometry)
+    candidates = geometry.candidate_angles
+    pts_all = grid_points(geometry)
+
+    accelerator = Accelerator(cpu=device == "cpu")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    loader = torch.utils.data.DataLoader(data, batch_size=settings.batch_size, shuffle=True, drop_last=False,
+                                         generator=torch.Generator().manual_seed(settings.seed))
+    model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
+    if resume and state_dir.is_dir():
+        accelerator.load_state(str(state_dir))
+    raw = accelerator.unwrap_model(model)
+    if settings.stage == "step2":
+        for q in raw.quant:
+            q.frozen = True
+
+    steps_per_epoch = len(loader)
+    total = settings.epochs * steps_per_epoch
+    if settings.max_steps:
+        total = min(total, int(settings.max_steps))
+    tracker = Tracker(total, "steps", progress, cancel)
+    tracker.done = min(done["step"], total)
+    rng = np.random.default_rng([settings.seed, done["step"]])
+    log_path = out_dir / "loss_log.csv"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    new_log = not log_path.exists() or not resume
+    log = open(log_path, "w" if new_log else "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["stage", "epoch", "step", "views", "loss", "mse", "vq", "feature", "seconds"])
+    start = time.time()
+    step, epoch = done["step"], done["epoch"]
+    stop = step >= total
+
+    def save(epoch_: int, step_: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_dice(accelerator.unwrap_model(model), out_dir,
+                      {"stage": settings.stage, "epoch": epoch_, "step": step_, "settings": asdict(settings)})
+            accelerator.save_state(str(state_dir))
+            progress_file.write_text(json.dumps({"epoch": epoch_, "step": step_}))
+
+    try:
+        while not stop and epoch < settings.epochs:
+            for proj_all, vols in loader:
+                b = vols.shape[0]
+                if settings.stage == "pretrain":
+                    n = int(rng.integers(settings.min_views, settings.max_views + 1))
+                else:
+                    n = int(rng.choice(settings.views))
+                proj2d, ang2d = _batch_views(proj_all, candidates, n, rng, settings.random_offset)
+                # Points: random voxel centres, the target is the voxel value.
+                idx = torch.as_tensor(rng.integers(0, pts_all.shape[0], (b, settings.points)), device=vols.device)
+                points = pts_all.to(vols.device)[idx]
+                target = torch.stack([vols[i].reshape(-1)[idx[i]] for i in range(b)])
+                feat_loss = torch.zeros((), device=vols.device)
+                if settings.stage == "pretrain":
+                    proj3d, ang3d = _batch_views(proj_all, candidates, raw.config.dense_views, rng, False)
+                    pred, vq_loss = model(proj2d, ang2d, points, proj3d, ang3d)
+                elif settings.stage == "step1":
+                    pred, vq_loss = model(proj2d, ang2d, points)
+                else:
+                    feats, mats, qs, vq_loss = raw.features(proj2d, ang2d, denoise=True)
+                    with torch.no_grad():
+                        proj3d, ang3d = _batch_views(proj_all, candidates, raw.config.dense_views, rng, False)
+                        _, _, dense, _ = raw.features(proj3d, ang3d, denoise=False)
+                    feat_loss = sum(F.l1_loss(q, d) for q, d in zip(qs, dense)) * settings.feature_weight
+                    pred = raw.query(points, raw.volume_from_quantised(qs), feats, mats)
+                mse = F.mse_loss(pred, target)
+                loss = mse + vq_loss + feat_loss
+                optimiser.zero_grad()
+                accelerator.backward(loss)
+                optimiser.step()
+                step += 1
+                writer.writerow([settings.stage, epoch, step, n, f"{loss.item():.6g}", f"{mse.item():.6g}",
+                                 f"{float(vq_loss.detach()):.6g}", f"{float(feat_loss.detach()):.6g}", f"{time.time() - start:.1f}"])
+                log.flush()
+                tracker.advance()
+                if step >= total or (settings.max_minutes and time.time() - start > 60 * settings.max_minutes):
+                    stop = True
+                    break
+            epoch += 1 if not stop or step % steps_per_epoch == 0 else 0
+            save(epoch, step)
+    finally:
+        log.close()
+    if not (out_dir / "config.json").is_file():
+        save(epoch, step)
+    return out_dir

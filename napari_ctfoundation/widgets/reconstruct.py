@@ -1,0 +1,248 @@
+""""Foundation VAE reconstruction" widget: x~ = D(E(x)) of an image layer.
+
+Layout and layer wiring only; the work is ``engine.reconstruct.reconstruct_volume``
+run by :class:`~._common.JobRunner` (worker thread, progress in the widget
+and napari's activity dock, Run turns into Cancel). Results are added as
+``<name> [recon]`` and ``<name> [difference]`` on the input's grid, with the
+settings, metrics and timing in their ``metadata``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.errors import ConfigError
+from ..engine.window import PRESETS, HUWindow
+from ._common import JobRunner, LayerCombo, add_result_image, layer_volume
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+CUSTOM = "custom"
+
+
+def backend_names() -> list:
+    """Registered backends, the embedded default first."""
+    from ..engine.vae import VAE_BACKENDS
+    from ..engine.vae.base import DEFAULT_VAE
+
+    names = VAE_BACKENDS.names()
+    return sorted(names, key=lambda n: (n != DEFAULT_VAE, n))
+
+
+def metrics_text(metrics: Dict[str, Any], seconds: Optional[float] = None) -> str:
+    if not metrics:
+        return ""
+    lo, hi = metrics.get("window_hu", [None, None])
+    text = (f"PSNR {metrics['psnr_db']:.2f} dB   SSIM {metrics['ssim']:.4f}   "
+            f"MAE {metrics['mae_hu']:.1f} HU")
+    if "ms_ssim" in metrics:
+        text += f"   MS-SSIM {metrics['ms_ssim']:.4f}"
+    if lo is not None:
+        text += f"\n(in the window [{lo:g}, {hi:g}] HU"
+        text += f", {seconds:.1f} s)" if seconds is not None else ")"
+    return text
+
+
+class ReconstructionWidget(QWidget):
+    """Reconstruct an image layer through a frozen foundation VAE."""
+
+    def __init__(self, napari_viewer, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        from napari.layers import Image
+
+        from ..engine.vae import VAE_BACKENDS
+
+        self.layer_combo = LayerCombo(napari_viewer, (Image,))
+
+        # --- backend: a registered name, or a hub id / local diffusers folder
+        self.backend_combo = QComboBox()
+        descriptions = VAE_BACKENDS.describe()
+        for name in backend_names():
+            self.backend_combo.addItem(name)
+            self.backend_combo.setItemData(self.backend_combo.count() - 1, descriptions.get(name, ""),
+                                           _tooltip_role())
+        self.model_edit = QLineEdit()
+        self.model_edit.setPlaceholderText("hub id or folder (overrides the backend)")
+        self.model_edit.setToolTip(
+            "A diffusers VAE: a hub id such as black-forest-labs/FLUX.2-dev (subfolder vae) "
+            "or a local folder with config.json and weights")
+        self.folder_button = QPushButton("...")
+        self.folder_button.setToolTip("choose a local diffusers VAE folder")
+        self.folder_button.clicked.connect(self._pick_folder)
+        self.subfolder_edit = QLineEdit()
+        self.subfolder_edit.setPlaceholderText("subfolder, e.g. vae (optional)")
+
+        # --- HU window
+        self.preset_combo = QComboBox()
+        for name, (width, level) in PRESETS.items():
+            self.preset_combo.addItem(f"{name} (W {width:g} / L {level:g})", name)
+        self.preset_combo.addItem(CUSTOM, CUSTOM)
+        self.lo_spin = _hu_spin(-1000.0)
+        self.hi_spin = _hu_spin(1000.0)
+        self.preset_combo.activated.connect(self._preset_chosen)
+        self.lo_spin.valueChanged.connect(self._window_edited)
+        self.hi_spin.valueChanged.connect(self._window_edited)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+
+        self.run_button = QPushButton("Run")
+        self.progress_bar = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.metrics_label = QLabel("")
+        self.metrics_label.setWordWrap(True)
+        self.runner = JobRunner(self.run_button, self.progress_bar, self.status, on_run=self.run)
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_edit)
+        model_row.addWidget(self.folder_button)
+        window_row = QHBoxLayout()
+        window_row.addWidget(QLabel("LO"))
+        window_row.addWidget(self.lo_spin)
+        window_row.addWidget(QLabel("HI"))
+        window_row.addWidget(self.hi_spin)
+        form = QFormLayout()
+        form.addRow("input", self.layer_combo)
+        form.addRow("backend", self.backend_combo)
+        form.addRow("model", model_row)
+        form.addRow("", self.subfolder_edit)
+        form.addRow("window", self.preset_combo)
+        form.addRow("", window_row)
+        form.addRow("device", self.device_combo)
+        form.addRow(self.run_button)
+        form.addRow(self.progress_bar)
+        form.addRow(self.status)
+        form.addRow(self.metrics_label)
+        outer = QVBoxLayout(self)
+        outer.addLayout(form)
+        outer.addStretch(1)
+
+    # ------------------------------------------------------------ settings
+    def _pick_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Diffusers VAE folder")
+        if path:
+            self.model_edit.setText(path)
+
+    def _preset_chosen(self, *_: object) -> None:
+        name = self.preset_combo.currentData()
+        if name in PRESETS:
+            window = HUWindow.from_preset(name)
+            for spin, value in ((self.lo_spin, window.lo), (self.hi_spin, window.hi)):
+                spin.blockSignals(True)
+                spin.setValue(value)
+                spin.blockSignals(False)
+
+    def _window_edited(self, *_: object) -> None:
+        # Typing LO/HI by hand makes the window "custom" unless it equals a preset.
+        window = (self.lo_spin.value(), self.hi_spin.value())
+        for index in range(self.preset_combo.count()):
+            name = self.preset_combo.itemData(index)
+            if name in PRESETS and HUWindow.from_preset(name).contrast_limits == window:
+                self.preset_combo.setCurrentIndex(index)
+                return
+        self.preset_combo.setCurrentIndex(self.preset_combo.findData(CUSTOM))
+
+    def set_window(self, lo: float, hi: float) -> None:
+        self.lo_spin.setValue(lo)
+        self.hi_spin.setValue(hi)
+
+    def settings(self) -> Dict[str, Any]:
+        """The widget's choices, validated (errors name the field)."""
+        lo, hi = self.lo_spin.value(), self.hi_spin.value()
+        if not lo < hi:
+            raise ConfigError(f"window: LO ({lo:g}) must be below HI ({hi:g})")
+        model = self.model_edit.text().strip()
+        return {
+            "vae": model or self.backend_combo.currentText(),
+            "subfolder": self.subfolder_edit.text().strip() or None,
+            "window": HUWindow(lo, hi),
+            "window_preset": self.preset_combo.currentData(),
+            "device": self.device_combo.currentText(),
+        }
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> None:
+        """Start the reconstruction of the chosen layer (UI thread part)."""
+        from ..engine.errors import CTFoundationError
+        from ._common import notify_error
+
+        layer = self.layer_combo.layer()
+        try:
+            if layer is None:
+                raise ConfigError("input: no image layer; open a CT first")
+            settings = self.settings()
+            volume = layer_volume(layer)
+        except CTFoundationError as exc:
+            self.status.setText(str(exc))
+            notify_error(str(exc))
+            return
+        self.metrics_label.setText("")
+
+        def job(progress, cancel):
+            from ..engine.reconstruct import reconstruct_volume
+
+            return reconstruct_volume(
+                volume, settings["vae"], settings["window"], device=settings["device"],
+                subfolder=settings["subfolder"], progress=progress, cancel=cancel)
+
+        self.runner.start(job, f"VAE reconstruction of {layer.name}",
+                          on_result=lambda result: self._show(layer, settings, result))
+
+    def _show(self, layer, settings: Dict[str, Any], result) -> None:
+        """Add the result layers (UI thread)."""
+        window: HUWindow = settings["window"]
+        meta = {
+            "kind": "vae_reconstruction",
+            "settings": {**result.settings, "window_preset": settings["window_preset"],
+                         "requested_device": settings["device"]},
+            "metrics": dict(result.metrics),
+            "seconds": float(result.seconds),
+        }
+        limits = tuple(layer.contrast_limits)
+        recon = add_result_image(
+            self.viewer, result.volume.array, layer, f"{layer.name} [recon]",
+            metadata=meta, colormap="gray", contrast_limits=limits)
+        diff = np.asarray(result.difference.array)
+        # Symmetric limits around 0 so grey/white means "no change".
+        span = float(np.percentile(np.abs(diff), 99.5)) if diff.size else 1.0
+        span = max(span, 1.0)
+        add_result_image(
+            self.viewer, diff, layer, f"{layer.name} [difference]",
+            metadata={**meta, "kind": "vae_difference", "units": "HU (recon - input clipped to window)"},
+            colormap="PiYG", contrast_limits=(-span, span), visible=False)
+        self.viewer.layers.selection.active = recon
+        self.metrics_label.setText(metrics_text(result.metrics, result.seconds))
+        self.status.setText(
+            f"added {layer.name} [recon] and [difference] (window [{window.lo:g}, {window.hi:g}] HU)")
+
+
+def _hu_spin(value: float) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(-4000.0, 10000.0)
+    spin.setDecimals(0)
+    spin.setSingleStep(50.0)
+    spin.setSuffix(" HU")
+    spin.setValue(value)
+    return spin
+
+
+def _tooltip_role():
+    from qtpy.QtCore import Qt
+
+    return Qt.ItemDataRole.ToolTipRole
