@@ -57,17 +57,17 @@ def main() -> None:
         raise SystemExit(f"reconstruction failed: {outcome}")
     print(widget.metrics_label.text())
 
-    # Side by side: input CT with organs | reconstruction | difference.
+    # Side by side: input CT with its organs | reconstruction (difference
+    # layer listed, hidden; its checkbox shows it). Grid cells take `stride`
+    # consecutive layers from the top of the list.
     recon = viewer.layers[f"{ct.name} [recon]"]
     diff = viewer.layers[f"{ct.name} [difference]"]
-    diff.visible = True
-    viewer.layers.move(viewer.layers.index(organs), len(viewer.layers) - 1)
-    viewer.layers.move(viewer.layers.index(ct), len(viewer.layers) - 1)
-    # order now (bottom to top): recon, difference, organs, CT; grid cells
-    # hold consecutive layers with stride -> see the check below
-    viewer.grid.enabled = True
-    viewer.grid.stride = 1
-    viewer.grid.shape = (1, 3)
+    for name in (recon.name, diff.name, ct.name, organs.name):  # top of the list last
+        viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
+    grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
+    grid.stride = 2
+    grid.shape = (1, 2)
+    grid.enabled = True
     liver_slices = np.nonzero((organs.data == 5).any(axis=(1, 2)))[0]
     viewer.dims.set_point(0, ct.data_to_world((int(np.median(liver_slices)), 0, 0))[0])
     viewer.reset_view()

@@ -114,8 +114,11 @@ def format_compare_table(result: CompareResult, column: str = "this CT") -> str:
     z, y, x = result.shape_zyx if result.shape_zyx else (0, 0, 0)
     lines.append(f"\nHU window [{lo:g}, {hi:g}]; {z} axial slices of {x} x {y}; MS-SSIM per slice "
                  "(MedVAE's stitched 2D evaluation), SSIM over the volume.")
+    by_reason: Dict[str, List[str]] = {}
     for name, why in result.skipped.items():
-        lines.append(f"skipped {name}: {why}")
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        lines.append(f"skipped {', '.join(names)}: {why}")
     return "\n".join(lines)
 
 

@@ -114,9 +114,10 @@ class ReconstructionWidget(QWidget):
         model_row.addWidget(self.folder_button)
         window_row = QHBoxLayout()
         window_row.addWidget(QLabel("LO"))
-        window_row.addWidget(self.lo_spin)
+        window_row.addWidget(self.lo_spin, 1)
         window_row.addWidget(QLabel("HI"))
-        window_row.addWidget(self.hi_spin)
+        window_row.addWidget(self.hi_spin, 1)
+        window_row.addWidget(QLabel("HU"))
         form = QFormLayout()
         form.addRow("input", self.layer_combo)
         form.addRow("backend", self.backend_combo)
@@ -225,11 +226,22 @@ class ReconstructionWidget(QWidget):
         add_result_image(
             self.viewer, diff, layer, f"{layer.name} [difference]",
             metadata={**meta, "kind": "vae_difference", "units": "HU (recon - input clipped to window)"},
-            colormap="PiYG", contrast_limits=(-span, span), visible=False)
+            colormap=difference_colormap(), contrast_limits=(-span, span), visible=False)
         self.viewer.layers.selection.active = recon
         self.metrics_label.setText(metrics_text(result.metrics, result.seconds))
         self.status.setText(
             f"added {layer.name} [recon] and [difference] (window [{window.lo:g}, {window.hi:g}] HU)")
+
+
+def difference_colormap():
+    """Blue (recon darker) - black (no change) - red (recon brighter).
+
+    Black at zero so unchanged air and tissue vanish and errors stand out.
+    """
+    from napari.utils.colormaps import Colormap
+
+    return Colormap([[0.25, 0.55, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.35, 0.2, 1.0]],
+                    name="ctfoundation_difference", display_name="difference (blue-black-red)")
 
 
 def _hu_spin(value: float) -> QDoubleSpinBox:
@@ -237,8 +249,9 @@ def _hu_spin(value: float) -> QDoubleSpinBox:
     spin.setRange(-4000.0, 10000.0)
     spin.setDecimals(0)
     spin.setSingleStep(50.0)
-    spin.setSuffix(" HU")
     spin.setValue(value)
+    spin.setMinimumWidth(80)
+    spin.setToolTip("HU")
     return spin
 
 

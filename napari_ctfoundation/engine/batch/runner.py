@@ -125,11 +125,13 @@ def run_batch(
     item_progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
     stop_on_error: bool = False,
+    output_rel: Optional[Callable[[Case], Path]] = None,
 ) -> BatchSummary:
     """Run ``process`` on every unfinished case; rebuild the CSV from the records.
 
     ``progress`` reports cases, ``item_progress`` the units inside one case
-    (slices). A case that raises a :class:`CTFoundationError` is reported in
+    (slices). ``output_rel(case)`` is the output path below ``out_dir``
+    (default: the mirrored input path). A case that raises a :class:`CTFoundationError` is reported in
     ``summary.failed`` and retried by the next run; cancellation stops at the
     next case or slice boundary, leaving every finished case in place.
     """
@@ -148,7 +150,8 @@ def run_batch(
                 summary.skipped.append(case.name)
                 tracker.advance()
                 continue
-            out_path = case.output_path(out)
+            rel = output_rel(case) if output_rel is not None else case.rel
+            out_path = out / rel
             try:
                 t0 = time.perf_counter()
                 row = dict(process(case, out_path, item_progress, cancel))
@@ -168,7 +171,7 @@ def run_batch(
                 _log_failure(out, case, traceback.format_exc())
                 tracker.advance()
                 continue
-            outputs = row.pop("outputs", None) or [str(out_path.relative_to(out))]
+            outputs = row.pop("outputs", None) or [str(rel)]
             record = {"case": case.name, "row": {"case": case.name, **row}, "outputs": outputs,
                       "image": str(case.image)}
             atomic_write_text(_record_path(out, case), json.dumps(record, indent=1, default=float))

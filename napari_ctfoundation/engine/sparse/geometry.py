@@ -31,6 +31,7 @@ class ConeBeamGeometry:
     sdd: float = 1200.0  # source to detector (DSD), mm
     detector_pixels: Tuple[int, int] = (256, 256)  # (u, v) = (columns, rows)
     detector_pitch: Tuple[float, float] = (2.4, 2.4)  # mm
+    detector_offset: Tuple[float, float] = (0.0, 0.0)  # detector centre shift in its plane (u, v), mm
     angle_range: float = 180.0  # degrees covered by the candidate set
     n_candidates: int = 200  # candidate projections over the range
     start_angle: float = 0.0
@@ -42,6 +43,7 @@ class ConeBeamGeometry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "detector_pixels", tuple(int(v) for v in self.detector_pixels))
         object.__setattr__(self, "detector_pitch", tuple(float(v) for v in self.detector_pitch))
+        object.__setattr__(self, "detector_offset", tuple(float(v) for v in self.detector_offset))
         object.__setattr__(self, "window", tuple(float(v) for v in self.window))
         if self.angles is not None:
             object.__setattr__(self, "angles", tuple(float(a) for a in self.angles))
@@ -81,8 +83,8 @@ class ConeBeamGeometry:
         if coverage <= 0:
             raise GeometryError(
                 f"geometry {self.name!r}: the detector ({self.detector_pixels} px at "
-                f"{self.detector_pitch} mm) misses the reconstruction grid in every view; "
-                "check detector size/pitch and distances"
+                f"{self.detector_pitch} mm) misses the reconstruction grid in at least one view; "
+                "check detector size, pitch, offset and distances"
             )
 
     # ---------------------------------------------------------- derived
@@ -111,8 +113,9 @@ class ConeBeamGeometry:
         return float(360.0 - gaps.max() + np.median(gaps))
 
     def detector_origin(self) -> Tuple[float, float]:
-        """Physical (u, v) of detector pixel (0, 0): the detector is centred."""
-        return tuple(-(n - 1) / 2.0 * p for n, p in zip(self.detector_pixels, self.detector_pitch))  # type: ignore[return-value]
+        """Physical (u, v) of detector pixel (0, 0): centred, then shifted by ``detector_offset``."""
+        return tuple(-(n - 1) / 2.0 * p + o for n, p, o in  # type: ignore[return-value]
+                     zip(self.detector_pixels, self.detector_pitch, self.detector_offset))
 
     def grid_origin(self) -> float:
         """Physical coordinate of voxel 0 along each grid axis (grid centred at 0)."""
@@ -167,6 +170,7 @@ class ConeBeamGeometry:
         d = asdict(self)
         d["detector_pixels"] = list(self.detector_pixels)
         d["detector_pitch"] = list(self.detector_pitch)
+        d["detector_offset"] = list(self.detector_offset)
         d["window"] = list(self.window)
         d["angles"] = None if self.angles is None else list(self.angles)
         return d

@@ -82,7 +82,7 @@ def load_dice(folder: Union[str, Path, None] = None, device: str = "cpu"):
     return model.to(device).eval()
 
 
-GEOMETRY_KEYS = ("sod", "sdd", "detector_pixels", "detector_pitch", "grid_size", "grid_spacing", "window")
+GEOMETRY_KEYS = ("sod", "sdd", "detector_pixels", "detector_pitch", "detector_offset", "grid_size", "grid_spacing", "window")
 
 
 def check_geometry(config: DiCEConfig, geometry: ConeBeamGeometry, where: str = "checkpoint") -> None:
