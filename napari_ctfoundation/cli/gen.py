@@ -63,6 +63,10 @@ def register(subparsers) -> None:
     t.add_argument("--channels", default=None, metavar="C1,C2,..", help="UNet channels per level (default 32,64,64)")
     t.add_argument("--attention", default=None, metavar="0,0,1", help="attention per level (default 0,0,1)")
     t.add_argument("--res-blocks", type=int, default=None, help="residual blocks per level (default 1)")
+    t.add_argument("--norm-groups", type=int, default=None, help="GroupNorm groups (default 16)")
+    t.add_argument("--head-channels", type=int, default=None, help="channels per attention head (default 16)")
+    t.add_argument("--mask-channels", type=int, default=None, help="channels of the learned mask embedding (default 16)")
+    t.add_argument("--context-dim", type=int, default=None, help="cross-attention width (default 128)")
     t.add_argument("--no-findings", action="store_true", help="do not condition on the 18 CT-RATE finding flags")
     t.add_argument("--p-drop-mask", type=float, default=0.1, help="mask-condition dropout (CFG)")
     t.add_argument("--p-drop-text", type=float, default=0.1, help="text-condition dropout (CFG)")
@@ -133,7 +137,15 @@ def cmd_train(args) -> int:
         bk["attention_levels"] = [bool(v) for v in _ints(args.attention, "--attention")]
     if args.res_blocks is not None:
         bk["num_res_blocks"] = args.res_blocks
+    if args.norm_groups is not None:
+        bk["norm_num_groups"] = args.norm_groups
+    if args.head_channels is not None:
+        bk["num_head_channels"] = args.head_channels
     denoiser = {"backbone": args.backbone, "backbone_kwargs": bk}
+    if args.mask_channels is not None:
+        denoiser["mask_channels"] = args.mask_channels
+    if args.context_dim is not None:
+        denoiser["context_dim"] = args.context_dim
     if args.no_findings:
         denoiser["use_findings"] = False
     cfg = TrainConfig(

@@ -133,3 +133,40 @@ def load_case(
         native_labels=labels,
         grid=img_t,
     )
+
+
+def load_dataset(
+    source: PathLike,
+    classes: Dict[int, str],
+    *,
+    spacing_xyz: Optional[Sequence[float]] = None,
+    recon_dir: Optional[PathLike] = None,
+    names: Optional[Sequence[str]] = None,
+) -> List[SegCase]:
+    """Cases of a dataset (nnU-Net folder or manifest with labels) on the training grid.
+
+    ``recon_dir`` is the OUT_DIR of ``batch reconstruct`` on the same dataset;
+    reconstructions are found by mirrored path. ``names`` picks cases.
+    """
+    from ..batch.dataset import discover_cases
+
+    cases = discover_cases(source)
+    if names:
+        known = {c.name for c in cases}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"--cases: {', '.join(unknown)} not in {source} (cases: {', '.join(sorted(known))})")
+        cases = [c for c in cases if c.name in set(names)]
+    out = []
+    for c in cases:
+        if c.label is None:
+            raise ConfigError(f"{source}: case {c.name} has no label map; segmentation needs labels "
+                              "(nnU-Net labelsTr or a manifest 'label' column)")
+        recon = None
+        if recon_dir is not None:
+            recon = c.output_path(recon_dir)
+            if not recon.exists():
+                raise ConfigError(f"{recon}: no reconstruction of case {c.name}; run "
+                                  f"'ctfoundation batch reconstruct {source} {recon_dir}' first")
+        out.append(load_case(c.image, c.label, classes, spacing_xyz=spacing_xyz, recon_path=recon, name=c.name))
+    return out

@@ -117,7 +117,9 @@ def train_segmenter(
     state_path = out / STATE_FILE
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=False)
-        if state.get("config") != config.to_json():
+        # more epochs may be asked for (train longer); anything else must match
+        same = {k: v for k, v in state.get("config", {}).items() if k != "epochs"}
+        if same != {k: v for k, v in config.to_json().items() if k != "epochs"}:
             raise ConfigError(f"{out}: holds a training run with other settings; use a new folder "
                               "or --no-resume to start over")
         model.load_state_dict(state["model"])
@@ -129,7 +131,7 @@ def train_segmenter(
         result.resumed_from_epoch = start_epoch
     sampler = PatchSampler(cases, config, rng)
     tracker = Tracker(total_steps, "steps", progress, cancel)
-    tracker.done = start_epoch * config.steps_per_epoch
+    tracker.done = min(total_steps, start_epoch * config.steps_per_epoch)
     tracker.report()
     t0 = time.perf_counter()
     for epoch in range(start_epoch, config.epochs):
