@@ -59,10 +59,11 @@ def main() -> None:
 
     # Side by side: input CT with its organs | reconstruction (difference
     # layer listed, hidden; its checkbox shows it). Grid cells take `stride`
-    # consecutive layers from the top of the list.
+    # consecutive layers.
     recon = viewer.layers[f"{ct.name} [recon]"]
     diff = viewer.layers[f"{ct.name} [difference]"]
-    for name in (recon.name, diff.name, ct.name, organs.name):  # top of the list last
+    # napari fills the grid from the bottom of the list: CT + organs left.
+    for name in (ct.name, organs.name, recon.name, diff.name):  # top of the list last
         viewer.layers.move(viewer.layers.index(name), len(viewer.layers))
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     grid.stride = 2

@@ -47,6 +47,11 @@ def cmd_reconstruct(args) -> int:
         lo_hi = parse_window(args.window)
         window = HUWindow(*lo_hi) if lo_hi else HUWindow()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else default_backends()
+    known = default_backends()
+    unknown = [b for b in backends if b not in known]
+    if unknown:  # hub ids and folders go through --vae, so a typo never starts a download
+        raise ConfigError(f"--backends: unknown {', '.join(unknown)}; known: {', '.join(known)} "
+                          "(a diffusers folder or hub id goes to --vae)")
     backends += args.vae
     volume = read_volume(args.input)
     callback, close = progress_bar("backends")

@@ -66,6 +66,8 @@ def register(subparsers) -> None:
     ev.add_argument("out_dir", help="receives per_case.csv and summary.json")
     ev.add_argument("--cases", default=None, help="evaluate these case names only")
     ev.add_argument("--tolerance", type=float, default=3.0, help="NSD tolerance in mm (default 3, one 3 mm voxel)")
+    ev.add_argument("--largest-component", action="store_true",
+                    help="keep only the largest island of each class before measuring (off by default)")
     ev.add_argument("--save-predictions", action="store_true", help="also write NAME_pred.nii.gz label maps")
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_evaluate)
@@ -123,11 +125,13 @@ def cmd_evaluate(args) -> int:
     callback, close = progress_bar("evaluate")
     try:
         rows = evaluate_cases(model, cases, config, tolerance_mm=args.tolerance, device=device,
-                              predictions_dir=out if args.save_predictions else None, progress=callback)
+                              predictions_dir=out if args.save_predictions else None,
+                              largest_component=args.largest_component, progress=callback)
     finally:
         close()
     write_evaluation(rows, out, args.tolerance, extra={"model": str(args.model_dir),
                                                        "p_recon": config.p_recon,
+                                                       "largest_component": args.largest_component,
                                                        "train_cases": raw.get("train_cases")})
     print(f"| class | n | Dice | NSD@{args.tolerance:g}mm | HD95 mm | missed |\n|---|---|---|---|---|---|")
     for name, s in summarise(rows).items():

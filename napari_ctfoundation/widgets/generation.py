@@ -33,7 +33,6 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine import labels as vocab
-from ..engine.errors import ConfigError
 from ._common import JobRunner, LayerCombo, add_result_image, labels_colormap, layer_volume, result_metadata
 
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -47,14 +48,18 @@ def metrics_text(metrics: Dict[str, Any], seconds: Optional[float] = None) -> st
     if not metrics:
         return ""
     lo, hi = metrics.get("window_hu", [None, None])
-    text = (f"PSNR {metrics['psnr_db']:.2f} dB   SSIM {metrics['ssim']:.4f}   "
-            f"MAE {metrics['mae_hu']:.1f} HU")
+    lines = [f"PSNR {metrics['psnr_db']:.2f} dB   SSIM {metrics['ssim']:.4f}   "
+             f"MAE {metrics['mae_hu']:.1f} HU"]
+    extra = []
     if "ms_ssim" in metrics:
-        text += f"   MS-SSIM {metrics['ms_ssim']:.4f}"
+        extra.append(f"MS-SSIM {metrics['ms_ssim']:.4f}")
     if lo is not None:
-        text += f"\n(in the window [{lo:g}, {hi:g}] HU"
-        text += f", {seconds:.1f} s)" if seconds is not None else ")"
-    return text
+        extra.append(f"window [{lo:g}, {hi:g}] HU")
+    if seconds is not None:
+        extra.append(f"{seconds:.1f} s")
+    if extra:
+        lines.append("   ".join(extra))
+    return "\n".join(lines)
 
 
 class ReconstructionWidget(QWidget):
@@ -250,7 +255,8 @@ def _hu_spin(value: float) -> QDoubleSpinBox:
     spin.setDecimals(0)
     spin.setSingleStep(50.0)
     spin.setValue(value)
-    spin.setMinimumWidth(80)
+    spin.setMinimumWidth(70)
+    spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)  # room for "-1000"
     spin.setToolTip("HU")
     return spin
 

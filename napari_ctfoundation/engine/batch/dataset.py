@@ -154,8 +154,10 @@ def _from_folder(root: Path, pattern: Optional[str]) -> List[Case]:
         here = Path(dirpath)
         files = sorted(f for f in filenames if not f.startswith("."))
         volume_files = [f for f in files if suffix_of(f) in VOLUME_SUFFIXES and suffix_of(f) != ".dcm"]
-        dicoms = [f for f in files if suffix_of(f) == ".dcm" or (not suffix_of(f) and _is_dicom(here / f))]
-        if dicoms and here != root:
+        # DICOM files often have no suffix or a UID-like one (CT.1.2.840...): sniff the rest
+        others = (f for f in files if suffix_of(f) not in VOLUME_SUFFIXES or suffix_of(f) == ".dcm")
+        has_dicom = any(suffix_of(f) == ".dcm" or _is_dicom(here / f) for f in others)
+        if has_dicom and here != root:
             dicom_dirs.add(here)
         for f in volume_files:
             p = here / f

@@ -17,7 +17,7 @@ this is ordinary CFG (two passes); with both 1 a single pass.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 

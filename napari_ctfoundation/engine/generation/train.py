@@ -18,7 +18,6 @@ slice of the first case) every ``preview_every`` steps.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -334,7 +333,6 @@ def _preview(out: Path, step: int, dcfg, ema: EMA, index, case: CachedCase, toke
     from PIL import Image
 
     from ..vae import load_vae
-    from ..window import HUWindow
     from .denoiser import ConditionalDenoiser
     from .sampling import sample_latents
 

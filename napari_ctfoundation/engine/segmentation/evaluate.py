@@ -63,6 +63,20 @@ def predict_case(model, case: SegCase, config: SegConfig, device: str = "cpu") -
     return np.stack(resampled).argmax(0).astype(np.uint8)
 
 
+def keep_largest_component(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class, keep only the largest 26-connected island (nnU-Net's usual post-processing)."""
+    from scipy import ndimage
+
+    out = labels.copy()
+    for k in range(1, n_classes + 1):
+        mask = labels == k
+        comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            out[mask & (comp != 1 + int(np.argmax(sizes)))] = 0
+    return out
+
+
 def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float], class_names: Sequence[str],
                  tolerance_mm: float, case: str = "") -> List[Dict]:
     """One row per class (labels 1..K) with Dice, NSD@tolerance and HD95 in mm."""
@@ -104,14 +118,20 @@ def evaluate_cases(
     tolerance_mm: float = 3.0,
     device: str = "cpu",
     predictions_dir: Optional[Union[str, os.PathLike]] = None,
+    largest_component: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> List[Dict]:
-    """Rows for every case and class (see :func:`case_metrics`)."""
+    """Rows for every case and class (see :func:`case_metrics`).
+
+    ``largest_component`` keeps one island per class before measuring.
+    """
     tracker = Tracker(len(cases), "cases", progress, cancel)
     rows: List[Dict] = []
     for case in cases:
         pred = predict_case(model, case, config, device)
+        if largest_component:
+            pred = keep_largest_component(pred, config.n_classes)
         native = case.native_labels
         ref = native.array if native is not None else case.labels
         spacing = native.spacing_zyx if native is not None else case.spacing_zyx

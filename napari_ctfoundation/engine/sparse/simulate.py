@@ -145,9 +145,10 @@ def _write_rtk_xml(ps: ProjectionSet, path: Path) -> None:
 
         from .rtk import rtk_geometry
 
+        geo = rtk_geometry(ps.angles, ps.geometry)  # keep a reference: the writer does not own it
         writer = rtk.ThreeDCircularProjectionGeometryXMLFileWriter.New()
         writer.SetFilename(str(path))
-        writer.SetObject(rtk_geometry(ps.angles, ps.geometry))
+        writer.SetObject(geo)
         writer.WriteFile()
     except Exception:  # noqa: BLE001 - the JSON is the authoritative record
         pass

@@ -83,8 +83,9 @@ def build_cache(
     tracker = Tracker(len(cts) * (augment + 1), "volumes", progress, cancel)
     for ct_i, ct in enumerate(cts):
         volume = None
-        rng = np.random.default_rng([seed, ct_i])
         for k in range(augment + 1):
+            # One generator per sample: cached samples must not shift the draws of later ones.
+            rng = np.random.default_rng([seed, ct_i, k])
             aug = None if k == 0 else Augment.random(rng)
             stat = ct.stat()
             key = json.dumps({"ct": str(ct.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,

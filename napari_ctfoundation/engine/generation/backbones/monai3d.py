@@ -11,7 +11,7 @@ medical imaging.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Sequence, Tuple
 
 from ..denoiser import BACKBONES
 

@@ -1,0 +1,53 @@
+"""Screenshot of the "Conditional generation" widget after a real generation (docs/images).
+
+Loads the real abdominal organ mask, paints an extra block of liver with the
+Labels layer's brush API (``layer.paint``, as a user's brush does), generates
+with the shipped ``demo`` checkpoint and saves viewer + widget.
+Run under a display (xvfb-run -a python bench/generation_screenshot.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_ctfoundation.engine.io import read_labels
+from napari_ctfoundation.widgets.generation import ConditionalGenerationWidget
+
+
+def main(out: str = "docs/images/generation_widget.png") -> None:
+    viewer = napari.Viewer(show=True)
+    organs = read_labels("sample_data/ct_abdomen_3mm/organs.nii.gz").to_display()
+    from napari_ctfoundation.widgets._common import labels_colormap
+
+    layer = viewer.add_labels(organs.array, name="organs", scale=organs.napari_scale(),
+                              translate=organs.napari_translate(), colormap=labels_colormap("organs"),
+                              metadata={"geometry": organs.geometry_dict()})
+    widget = ConditionalGenerationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Conditional generation")
+    widget.organ_combo.setCurrentText("organs")
+    widget.pick_class()  # liver
+    for z in range(10, 20):  # a brush stroke of liver through ten slices
+        layer.paint((z, 60, 30), 5, refresh=False)
+    layer.refresh()
+    widget.device_combo.setCurrentText("cpu")
+    widget.run_button.click()
+    app = QApplication.instance()
+    while widget.runner.last_outcome is None:
+        app.processEvents()
+    print(widget.runner.last_outcome.status, widget.status.text())
+    viewer.dims.set_point(0, viewer.layers["organs [generated]"].data.shape[0] // 2 * organs.spacing_zyx[0]
+                          + organs.napari_translate()[0])
+    layer.opacity = 0.25
+    viewer.window._qt_window.resize(1500, 900)
+    app.processEvents()
+    viewer.window._qt_window.grab().save(out)
+    print("saved", out)
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
