@@ -261,6 +261,7 @@ def write_volume(volume: Volume, path: PathLike, *, protect: Tuple[PathLike, ...
     os.close(fd)
     try:
         sitk.WriteImage(volume.to_sitk(), tmp, useCompression=suffix.endswith(".gz") or suffix == ".mha")
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, out)
     except RuntimeError as exc:
         raise VolumeWriteError(f"{out}: could not write ({_first_line(exc)})") from None
