@@ -202,14 +202,14 @@ def _decode_video(latent: LatentVolume, vae, tracker: Tracker) -> np.ndarray:
         z = torch.from_numpy(latent.latents[index:index + 1])
         block = vae.decode(z).float().mean(dim=1)[0].cpu().numpy()  # (T, H, W)
         n = min(frames, depth - start)
-        ramp = _blend_ramp(frames, overlap, first=index == 0, last=index == len(latent.window_starts) - 1)
+        ramp = blend_ramp(frames, overlap, first=index == 0, last=index == len(latent.window_starts) - 1)
         acc[start:start + n] += block[:n] * ramp[:n, None, None]
         weight[start:start + n, 0, 0] += ramp[:n]
         tracker.advance(start + n - tracker.done)  # newly covered slices
     return (acc / np.maximum(weight, 1e-8)).astype(np.float32)
 
 
-def _blend_ramp(frames: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+def blend_ramp(frames: int, overlap: int, first: bool, last: bool) -> np.ndarray:
     """Per-slice weights: linear ramps over the overlaps, flat in between."""
     ramp = np.ones(frames)
     if overlap > 0:

@@ -23,30 +23,17 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..progress import CancelCheck, ProgressCallback, Tracker
+from ..latents import blend_ramp, video_windows
 from .schedule import make_sampler
 
 
-def depth_windows(depth: int, window: int, overlap: int) -> List[int]:
-    """Start indices of windows of ``window`` frames covering ``depth`` with ``overlap``."""
-    if depth <= window:
-        return [0]
-    step = max(1, window - overlap)
-    starts = list(range(0, depth - window + 1, step))
-    if starts[-1] + window < depth:
-        starts.append(depth - window)
-    return starts
+# Latent depth windows are cut and blended exactly like video-VAE windows.
+depth_windows = video_windows
 
 
 def blend_weights(window: int, overlap: int, first: bool, last: bool) -> np.ndarray:
-    """Linear ramps over the overlaps (never zero), flat inside."""
-    w = np.ones(window, np.float32)
-    if overlap > 0:
-        ramp = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
-        if not first:
-            w[:overlap] = ramp
-        if not last:
-            w[-overlap:] = ramp[::-1]
-    return w
+    """Linear ramps over the overlaps (never zero), flat inside; float32 for torch."""
+    return blend_ramp(window, overlap, first, last).astype(np.float32)
 
 
 def guided_prediction(model, x, t, cond, tokens, findings, g_mask: float, g_text: float):
