@@ -81,15 +81,45 @@ def test_evaluate_reports_figures(trained, tmp_path, capsys):
     root, manifest, _ = trained
     out = tmp_path / "eval.json"
     assert main(["gen", "evaluate", str(root / "run" / "model"), str(manifest), "--steps", "2", "--guidance", "1,3",
-                 "--max-cases", "1", "--device", "cpu", "--out", str(out)]) == 0
+                 "--max-cases", "1", "--device", "cpu", "--edit-shifts", "3,-5", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["by_guidance"]) == {"1.0", "3.0"}
     case = report["cases"][0]
     assert case["determinism_max_abs_diff_hu"] == 0.0
     assert 0.0 <= case["mask_edit"]["adherence_to_edited_mask"] <= 1.0
+    assert [e["shift_voxels_x"] for e in case["mask_edits"]] == [3, -5]
+    for e in case["mask_edits"]:  # estimates lie within the searched range (twice the shift)
+        assert abs(e["estimated_vs_original_generation"]) <= 2 * abs(e["shift_voxels_x"]) + 0.5
+    assert np.isfinite(case["follow_ratio_vs_original_generation"]) and np.isfinite(case["follow_ratio_vs_real_ct"])
+    assert set(report["mask_edit_follow_ratio"]) == {"vs_original_generation", "vs_real_ct"}
     liver = case["real_organs"]["5"]
     assert liver["name"] == "liver" and -200 < liver["mean"] < 200
-    assert "guidance 3.0: adherence" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "guidance 3.0: adherence" in printed and "follow ratio" in printed
+
+
+def test_warm_start_from_a_model_folder(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from napari_ctfoundation.engine.errors import ConfigError
+    from napari_ctfoundation.engine.generation.train import TrainConfig, train
+
+    root, _, args = trained
+    init = root / "run" / "model"
+    warm = list(args)
+    warm[warm.index(str(root / "run"))] = str(tmp_path / "warm")
+    # lr 0: the optimiser cannot move the weights, so the saved EMA model is the warm start itself
+    assert main(warm + ["--steps", "1", "--lr", "0", "--preview-every", "0", "--init-from", str(init)]) == 0
+    before, after = load_file(str(init / "denoiser.safetensors")), load_file(str(tmp_path / "warm" / "model" / "denoiser.safetensors"))
+    assert before.keys() == after.keys() and all(bool((before[k] == after[k]).all()) for k in before)
+    config = json.loads((tmp_path / "warm" / "model" / "pipeline.json").read_text())
+    assert config["training"]["config"]["init_from"] == str(init)
+    other = TrainConfig(steps=1, crop=(4, 4, 4), text_encoder=config["text_encoder"]["spec"], max_tokens=8,
+                        init_from=str(init), denoiser={"mask_channels": 8, "context_dim": 16, "backbone_kwargs": {
+                            "channels": [8, 16], "attention_levels": [False, True],
+                            "norm_num_groups": 8, "num_head_channels": 8}})
+    with pytest.raises(ConfigError, match="init-from"):
+        train(root / "cache", tmp_path / "other", other)
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -154,3 +154,82 @@ def test_cache_encodes_once_with_masks_on_latent_grid(tiny_manifest, tmp_path):
         from napari_ctfoundation.engine.window import HUWindow
 
         build_cache(tiny_manifest, out, device="cpu", window=HUWindow(-200, 300))
+
+
+# ------------------------------------------------------------- augmentation
+def test_left_right_label_swap_table():
+    from napari_ctfoundation.engine.generation.augment import lr_swap_table, swap_left_right_labels
+    from napari_ctfoundation.engine.labels import id_of
+
+    table = lr_swap_table()
+    assert table[id_of("kidney_left")] == id_of("kidney_right")
+    assert table[id_of("kidney_right")] == id_of("kidney_left")
+    assert table[id_of("rib_left_7")] == id_of("rib_right_7")
+    assert table[id_of("lung_upper_lobe_left")] == id_of("lung_upper_lobe_right")
+    assert table[id_of("liver")] == id_of("liver") and table[0] == 0
+    # no left counterpart in the table: stays itself rather than becoming another organ
+    assert table[id_of("lung_middle_lobe_right")] == id_of("lung_middle_lobe_right")
+    assert np.array_equal(table[table], np.arange(len(table)))  # swapping twice is the identity
+    names = organ_names()
+    for a, b in enumerate(table):
+        if a and a != b:
+            assert names[a].replace("left", "X").replace("right", "left").replace("X", "right") == names[int(b)]
+    labels = np.array([[[id_of("kidney_left"), 0, id_of("liver")]]], np.uint8)
+    assert swap_left_right_labels(labels).tolist() == [[[id_of("kidney_right"), 0, id_of("liver")]]]
+
+
+def test_augment_flip_shift_and_interpolation():
+    from napari_ctfoundation.engine.generation.augment import AIR_HU, AugmentParams, augment_case, draw_params
+    from napari_ctfoundation.engine.labels import id_of
+
+    ct = np.full((2, 20, 30), -50.0, np.float32)
+    organs = np.zeros((2, 20, 30), np.uint8)
+    organs[:, 5:10, 2:6] = id_of("kidney_left")  # low x
+    ct[:, 5:10, 2:6] = 30.0
+    disease = (organs > 0).astype(np.uint8)
+    # flip: the kidney moves to high x and is renamed to the other side; CT and lesions follow
+    c, o, d = augment_case(ct, organs, disease, AugmentParams(flip_lr=True))
+    assert set(np.unique(o[:, 5:10, 24:28])) == {id_of("kidney_right")} and not (o[:, :, :20] > 0).any()
+    assert np.allclose(c[:, 5:10, 24:28], 30.0) and np.array_equal(d > 0, o > 0)
+    # whole-voxel shift (3 is not a multiple of the VAE stride): exact, air / background enter
+    c, o, _ = augment_case(ct, organs, None, AugmentParams(shift_yx=(1, 3)))
+    assert set(np.unique(o[:, 6:11, 5:9])) == {id_of("kidney_left")} and (o > 0).sum() == (organs > 0).sum()
+    assert np.allclose(c[:, 0, :], AIR_HU) and np.allclose(c[:, :, :3], AIR_HU)
+    # zoom + rotation: labels stay labels (nearest), CT interpolated within its range
+    c, o, _ = augment_case(ct, organs, None, AugmentParams(zoom=1.1, rotation_deg=7.0))
+    assert set(np.unique(o)) <= {0, id_of("kidney_left")} and (o > 0).sum() > 0
+    assert AIR_HU <= c.min() and c.max() <= 30.0 + 1e-3
+    p1 = draw_params(np.random.default_rng(5), (20, 30))
+    assert p1 == draw_params(np.random.default_rng(5), (20, 30))  # seeded
+    assert abs(p1.shift_yx[0]) <= 2 and abs(p1.shift_yx[1]) <= 3 and 0.9 <= p1.zoom <= 1.1
+
+
+def test_cache_augmented_copies_are_recorded_and_reused(tiny_manifest, tmp_path):
+    from napari_ctfoundation.engine.generation.augment import AugmentParams, augment_case
+    from napari_ctfoundation.engine.generation.cache import build_cache, load_cache
+    from napari_ctfoundation.engine.io import read_labels, read_volume
+
+    out = build_cache(tiny_manifest, tmp_path / "cache", device="cpu", augment=1, seed=3)
+    index = json.loads((out / "cache.json").read_text())
+    assert index["augment"] == {"copies": 1, "seed": 3}
+    names = [c["name"] for c in index["cases"]]
+    assert names == ["case_0000", "case_0000_aug01", "case_0001", "case_0001_aug01"]
+    aug = index["cases"][1]["augment"]
+    assert index["cases"][0]["augment"] is None and aug["seed"] == 3 and aug["copy"] == 1
+    cases = load_cache(out)
+    assert not np.allclose(cases[0].latents, cases[1].latents)
+    # the stored masks are the augmented masks on the latent grid
+    ct = read_volume(tiny_manifest.parent / "ct0.nii.gz").to_display()
+    organs = read_labels(tiny_manifest.parent / "organs0.nii.gz").to_display().array
+    params = AugmentParams(flip_lr=aug["flip_lr"], shift_yx=tuple(aug["shift_yx"]), zoom=aug["zoom"],
+                           rotation_deg=aug["rotation_deg"])
+    _, aug_organs, _ = augment_case(ct.array, organs, None, params)
+    expected = mask_to_latent(aug_organs, 8, cases[1].meta["padded_hw"])
+    assert cases[1].organs.ids == expected.ids
+    assert np.allclose(cases[1].organs.fractions, expected.fractions, atol=1e-3)
+    # same options again: nothing re-encoded; the same seed draws the same copies
+    stamp = (out / "case_0001_aug01.latents.safetensors").stat().st_mtime_ns
+    build_cache(tiny_manifest, out, device="cpu", augment=1, seed=3)
+    assert (out / "case_0001_aug01.latents.safetensors").stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="negative"):
+        build_cache(tiny_manifest, tmp_path / "c2", device="cpu", augment=-1)

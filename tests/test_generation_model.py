@@ -152,3 +152,61 @@ def test_pipeline_save_load_and_generate(tmp_path):
         GenerationPipeline.from_pretrained(tmp_path)
     with pytest.raises(Exception, match="unknown organ label"):
         pipe.generate(organs.with_array(np.full_like(labels, 250)), "", steps=1, decode=False)
+
+
+# ------------------------------------------------- mask-edit displacement metric
+def _blob(centre_x: float, shape=(6, 24, 40)) -> np.ndarray:
+    z, y, x = np.mgrid[: shape[0], : shape[1], : shape[2]]
+    return (np.exp(-((x - centre_x) ** 2 / 18.0 + (y - 12) ** 2 / 10.0 + (z - 3) ** 2 / 8.0)) * 400 - 100).astype(np.float32)
+
+
+def test_estimate_shift_finds_a_moved_blob_and_zero_when_unmoved():
+    from napari_ctfoundation.engine.generation.evaluate import estimate_shift, follow_ratio, shift_array
+
+    ref = _blob(15.0)
+    for d in (5, -3, 7):
+        est = estimate_shift(ref, shift_array(ref, d, axis=2, fill=-100), axis=2, max_shift=10)
+        assert est["integer_shift"] == d and abs(est["shift"] - d) < 0.2 and est["ncc"] > 0.99
+    # sub-voxel displacement: a blob centred 2.5 voxels further
+    est = estimate_shift(ref, _blob(17.5), axis=2, max_shift=10)
+    assert abs(est["shift"] - 2.5) < 0.3
+    # an edit that is ignored (same volume) reads 0, also with noise added
+    noisy = ref + np.random.default_rng(0).normal(0, 20, ref.shape).astype(np.float32)
+    assert estimate_shift(ref, noisy, axis=2, max_shift=10)["integer_shift"] == 0
+    # a mask restricts the comparison to its voxels
+    mask = np.zeros(ref.shape, bool)
+    mask[:, 6:18, 8:22] = True
+    assert estimate_shift(ref, shift_array(ref, 4, fill=-100), mask=mask, max_shift=8)["integer_shift"] == 4
+    assert follow_ratio([4, -8, 12], [4, -8, 12]) == pytest.approx(1.0)
+    assert follow_ratio([4, -8, 12], [0.1, -0.2, 0.0]) == pytest.approx(0.0, abs=0.05)
+
+
+# ------------------------------------------------------- rare-class windows
+def test_window_sampler_balances_rare_classes_and_weights_the_loss():
+    from napari_ctfoundation.engine.generation.cache import CachedCase
+    from napari_ctfoundation.engine.generation.conditioning import LatentMask
+    from napari_ctfoundation.engine.generation.train import WindowSampler
+
+    t, h, w = 16, 16, 16
+    common = np.zeros((t, h, w), np.float32)
+    common[:, :8] = 1.0  # organ 5 fills half the volume
+    rare = np.zeros((t, h, w), np.float32)
+    rare[14, 14, 14] = 1.0  # organ 14: one cell in a corner
+    case = CachedCase("c", np.random.default_rng(0).normal(size=(4, t, h, w)).astype(np.float32),
+                      LatentMask([5, 14], np.stack([common, rare])), None, "r", np.zeros(18, np.float32), {})
+    args = ([case], np.zeros((1, 2, 3), np.float32), (4, 4, 4), np.zeros(4, np.float32), np.ones(4, np.float32), 117, 11)
+
+    def rare_hits(sampler, n=200):
+        return sum(int(sampler.batch(1)["cond"][0, 14].sum() > 0) for _ in range(n))
+
+    plain = WindowSampler(*args, seed=0)
+    balanced = WindowSampler(*args, seed=0, balance=1.0)
+    # uniform windows almost never contain the corner cell; balanced ones pick each class half the time
+    assert rare_hits(plain) < 20 and rare_hits(balanced) > 70
+    weighted = WindowSampler(*args, seed=0, weight_power=0.5, weight_max=5.0)
+    assert weighted.class_weights[5] == 1.0 and 1.0 < weighted.class_weights[14] <= 5.0
+    cond = weighted.conds[0]
+    cw = weighted.cell_weights(cond)
+    assert cw.shape == (1, t, h, w) and cw[0, 14, 14, 14] == pytest.approx(weighted.class_weights[14])
+    assert cw[0, 0, 0, 0] == 1.0 and cw[0, 0, 15, 0] == 1.0  # common class and background weigh 1
+    assert plain.batch(2)["valid"].max() == 1.0  # no weighting: valid is the plain 0/1 mask

@@ -75,6 +75,8 @@ def test_dice_on_wrong_geometry_reports_error_and_cancel_adds_nothing(make_napar
     widget.runner.progressed.connect(lambda d, t, u: seen.append((d, u)))
     widget.reconstruct_button.click()
     qtbot.waitUntil(lambda: any(u == "iterations" and d > 0 for d, u in seen), timeout=WAIT_MS)
+    widget.simulate()  # refused: the two jobs share one progress line
+    assert not widget.sim_runner.running and widget.simulate_button.text() == "Simulate"
     widget.reconstruct_button.click()  # Cancel
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
     assert widget.runner.last_outcome.status == "cancelled"

@@ -131,7 +131,8 @@ def test_reconstruction_runs_to_completion(make_napari_viewer, qtbot, dicom_dir)
     assert abs(float(np.median(recon.data - crop.data))) < 30
 
 
-def test_reconstruction_cancel_leaves_no_layers(make_napari_viewer, qtbot, dicom_dir):
+def test_reconstruction_cancel_leaves_no_layers_then_runs_again(make_napari_viewer, qtbot, dicom_dir):
+    from napari.qt.threading import GeneratorWorker
     from qtpy.QtCore import Qt
 
     from napari_ctfoundation.widgets.reconstruct import ReconstructionWidget
@@ -140,18 +141,88 @@ def test_reconstruction_cancel_leaves_no_layers(make_napari_viewer, qtbot, dicom
     _add_crop(viewer, dicom_dir, z=(0, 20), name="long")
     widget = ReconstructionWidget(viewer)
     widget.device_combo.setCurrentText("cpu")
-    seen = []
+    seen, yielded = [], []
     widget.runner.progressed.connect(lambda done, total, unit: seen.append((done, total, unit)))
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    worker = widget.runner.worker
+    assert isinstance(worker, GeneratorWorker)  # a napari generator thread_worker
+    worker.yielded.connect(yielded.append)
     # cancel once the first batch of slices is through
     qtbot.waitUntil(lambda: any(done > 0 for done, _, _ in seen), timeout=WAIT_MS)
     qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert worker.abort_requested  # Cancel quits the worker (and sets the engine's flag)
     _wait_idle(qtbot, widget.runner)
     assert widget.runner.last_outcome.status == "cancelled"
+    # the progress reports arrived through the worker's `yielded` signal
+    assert any(r.done > 0 and r.unit == "slices" for r in yielded)
+    # ... and are what the widget showed (it ignores those made while winding down)
+    shown = [(r.done, r.total, r.unit) for r in yielded]
+    first = seen.index(shown[0])
+    assert seen[first:] == shown[:len(seen) - first]
     assert seen[-1][0] < seen[-1][1]  # it stopped before the end
     assert [layer.name for layer in viewer.layers] == ["long"]
     assert widget.run_button.text() == "Run" and widget.run_button.isEnabled()
     assert "cancelled" in widget.status.text()
+
+    # a second job runs to the end after the cancel
+    _add_crop(viewer, dicom_dir, z=(8, 10), name="short")
+    widget.layer_combo.setCurrentText("short")
+    qtbot.mouseClick(widget.run_button, Qt.MouseButton.LeftButton)
+    assert widget.runner.worker is not worker
+    _wait_idle(qtbot, widget.runner)
+    assert widget.runner.last_outcome.status == "done", widget.runner.last_outcome.message
+    assert "short [recon]" in viewer.layers and "long [recon]" not in viewer.layers
+
+
+def test_runner_delivers_nothing_after_cancel_even_if_the_job_finishes(qtbot):
+    """A job that ignores cancel() and returns anyway: the result is dropped."""
+    import threading
+
+    from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton
+
+    from napari_ctfoundation.engine.progress import Tracker
+    from napari_ctfoundation.widgets._common import JobRunner, JobWorker, Report
+
+    button, bar, label = QPushButton(), QProgressBar(), QLabel()
+    qtbot.addWidget(button)
+    runner = JobRunner(button, bar, label)
+    gate, results, reports = threading.Event(), [], []
+
+    def job(progress, cancel):
+        tracker = Tracker(3, "steps", progress)  # no cancel check: stops only when it ends
+        tracker.advance()
+        gate.wait(60)
+        tracker.advance(2)
+        return "value"
+
+    runner.start(job, "gated", on_result=results.append)
+    assert isinstance(runner.worker, JobWorker) and button.text() == "Cancel"
+    runner.worker.yielded.connect(reports.append)
+    qtbot.waitUntil(lambda: bar.maximum() == 3 and bar.value() == 1, timeout=WAIT_MS)
+    button.click()  # Cancel: the engine is blocked, so the worker waits for it
+    assert not button.isEnabled() and "cancelling" in label.text()
+    gate.set()
+    qtbot.waitUntil(lambda: not runner.running, timeout=WAIT_MS)
+    assert results == [] and runner.last_outcome.status == "cancelled"
+    assert runner.last_outcome.message == "cancelled after 1 of 3 steps"
+    assert button.text() == "Run" and button.isEnabled() and "cancelled" in label.text()
+    assert all(isinstance(r, Report) for r in reports)
+
+    # the activity dock's Cancel (what its button calls) stops the job the same way
+    gate.clear()
+    runner.start(job, "gated again", on_result=results.append)
+    worker = runner.worker
+    qtbot.waitUntil(lambda: bar.value() == 1, timeout=WAIT_MS)
+    runner.activity_progress.cancel()
+    assert worker.abort_requested and worker.cancel_event.is_set() and not button.isEnabled()
+    gate.set()
+    qtbot.waitUntil(lambda: not runner.running, timeout=WAIT_MS)
+    assert results == [] and runner.last_outcome.status == "cancelled"
+
+    runner.start(lambda progress, cancel: Tracker(2, "steps", progress).advance(2) or 42, "again",
+                 on_result=results.append)
+    qtbot.waitUntil(lambda: not runner.running, timeout=WAIT_MS)
+    assert results == [42] and runner.last_outcome.status == "done" and label.text() == "again: done"
 
 
 def test_reconstruction_bad_settings_report_errors(make_napari_viewer, qtbot, dicom_dir, tmp_path):

@@ -47,3 +47,11 @@ def parse_window(text: Optional[str]) -> Optional[tuple]:
     if not lo < hi:
         raise ConfigError(f"--window {text!r}: LO must be below HI")
     return lo, hi
+
+
+def add_command_group(subparsers, name: str, help_text: str):
+    """``ctfoundation NAME ACTION ...``: a top-level command whose actions are sub-commands."""
+    group = subparsers.add_parser(name, help=help_text)
+    actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    actions.required = True
+    return actions

@@ -13,14 +13,12 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ConfigError
-from ._common import progress_bar
+from ._common import add_command_group, progress_bar
 from .core import add_vae_options, window_from_args
 
 
 def register(subparsers) -> None:
-    batch = subparsers.add_parser("batch", help="dataset tools: batch reconstruction, nnU-Net export")
-    sub = batch.add_subparsers(dest="batch_command", metavar="ACTION")
-    sub.required = True
+    sub = add_command_group(subparsers, "batch", "dataset tools: batch reconstruction, nnU-Net export")
 
     rec = sub.add_parser(
         "reconstruct",

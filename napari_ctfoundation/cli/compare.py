@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ._common import parse_window, progress_bar
+from ._common import add_command_group, parse_window, progress_bar
 
 
 def register(subparsers) -> None:
-    cmp_ = subparsers.add_parser("compare", help="compare reconstruction backends (MedVAE table layout)")
-    sub = cmp_.add_subparsers(dest="compare_command", metavar="ACTION")
-    sub.required = True
+    sub = add_command_group(subparsers, "compare", "compare reconstruction backends (MedVAE table layout)")
     rec = sub.add_parser(
         "reconstruct", help="PSNR / MS-SSIM / SSIM of every available backend on one CT",
         description="Runs every registered backend (interpolation baselines nearest/bilinear/bicubic at "

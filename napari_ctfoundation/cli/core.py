@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..engine.errors import ConfigError, VolumeWriteError
-from ._common import parse_window, progress_bar
+from ._common import add_command_group, parse_window, progress_bar
 
 
 def register(subparsers) -> None:
@@ -15,9 +15,7 @@ def register(subparsers) -> None:
     info.add_argument("path", help="NIfTI/NRRD/MHA file, DICOM file or DICOM series folder")
     info.set_defaults(func=cmd_info)
 
-    vae = subparsers.add_parser("vae", help="foundation-VAE backends")
-    vae_sub = vae.add_subparsers(dest="vae_command", metavar="ACTION")
-    vae_sub.required = True
+    vae_sub = add_command_group(subparsers, "vae", "foundation-VAE backends")
     vae_list = vae_sub.add_parser("list", help="list the VAE backends")
     vae_list.set_defaults(func=cmd_vae_list)
 

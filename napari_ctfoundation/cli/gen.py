@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     c.add_argument("--device", default="auto")
     c.add_argument("--batch-size", type=int, default=8, help="slices per VAE forward pass")
     c.add_argument("--overwrite", action="store_true", help="re-encode every case")
+    c.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="add K augmented copies of every case (left/right flip with label swap, shift, zoom, rotation)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the augmentation parameters (default 0)")
     c.set_defaults(func=cmd_cache)
 
     t = sub.add_parser("train", help="train (or resume) the conditional denoiser on a latent cache")
@@ -70,6 +73,13 @@ def register(subparsers) -> None:
     t.add_argument("--no-findings", action="store_true", help="do not condition on the 18 CT-RATE finding flags")
     t.add_argument("--p-drop-mask", type=float, default=0.1, help="mask-condition dropout (CFG)")
     t.add_argument("--p-drop-text", type=float, default=0.1, help="text-condition dropout (CFG)")
+    t.add_argument("--balance-classes", type=float, default=0.0, metavar="P",
+                   help="probability that a window is centred on a cell of a class drawn uniformly (default 0)")
+    t.add_argument("--class-weight-power", type=float, default=0.0, metavar="G",
+                   help="loss weight of class k = clip((mean class mass / mass_k)^G, 1, --class-weight-max); 0 = off")
+    t.add_argument("--class-weight-max", type=float, default=5.0)
+    t.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="warm start from a model folder or 'demo' (same denoiser settings) when no checkpoint exists")
     t.add_argument("--ema-decay", type=float, default=0.999)
     t.add_argument("--log-every", type=int, default=10)
     t.add_argument("--checkpoint-every", type=int, default=250)
@@ -106,6 +116,8 @@ def register(subparsers) -> None:
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--sampler", default="ddim")
     e.add_argument("--max-cases", type=int, default=None)
+    e.add_argument("--edit-shifts", default="4,-8,12", metavar="S1,S2,..",
+                   help="sideways shifts (voxels) of the organ map for the mask-edit test (default 4,-8,12)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", default=None, help="write the full JSON report here")
     e.set_defaults(func=cmd_evaluate)
@@ -119,7 +131,8 @@ def cmd_cache(args) -> int:
     bar, close = progress_bar("encoding")
     try:
         out = build_cache(args.manifest, args.cache_dir, args.vae, HUWindow(*lo_hi) if lo_hi else HUWindow(),
-                          device=args.device, batch_size=args.batch_size, overwrite=args.overwrite, progress=bar)
+                          device=args.device, batch_size=args.batch_size, overwrite=args.overwrite,
+                          augment=args.augment, seed=args.seed, progress=bar)
     finally:
         close()
     index = json.loads((out / "cache.json").read_text())
@@ -155,7 +168,8 @@ def cmd_train(args) -> int:
         seed=args.seed, text_encoder=args.text_encoder, max_tokens=args.max_tokens, denoiser=denoiser,
         p_drop_mask=args.p_drop_mask, p_drop_text=args.p_drop_text, ema_decay=args.ema_decay,
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, preview_every=args.preview_every,
-        threads=args.threads)
+        threads=args.threads, balance_classes=args.balance_classes, class_weight_power=args.class_weight_power,
+        class_weight_max=args.class_weight_max, init_from=args.init_from)
     bar, close = progress_bar("training")
     try:
         result = train(args.cache_dir, args.out_dir, cfg, resume=not args.no_resume, progress=bar)
@@ -223,24 +237,32 @@ def cmd_evaluate(args) -> int:
     try:
         report = evaluate_pipeline(pipe, cases, guidance_scales=_floats(args.guidance, "--guidance"),
                                    seeds=_ints(args.seeds, "--seeds"), steps=args.steps, sampler=args.sampler,
-                                   progress=bar)
+                                   edit_shifts=_ints(args.edit_shifts, "--edit-shifts"), progress=bar)
     finally:
         close()
     for g, row in report["by_guidance"].items():
         print(f"guidance {g}: adherence {row['adherence']:.3f}, mean |organ HU error| "
               f"{row['mean_abs_organ_error_hu']:.1f} HU, Frechet(VAE features) {row['frechet_vae']:.3f}")
     for i, case in enumerate(report["cases"]):
-        edit = case["mask_edit"]
-        print(f"case {i}: same-seed max |diff| {case['determinism_max_abs_diff_hu']:.3g} HU; mask shifted "
-              f"{edit['shift_voxels_x']} voxels: adherence to edited mask {edit['adherence_to_edited_mask']:.3f} "
-              f"vs original {edit['adherence_to_original_mask']:.3f}")
+        print(f"case {i}: same-seed max |diff| {case['determinism_max_abs_diff_hu']:.3g} HU; "
+              f"unedited generation vs real CT: shift {case['unedited_shift_vs_real_ct']:+.2f} voxels")
+        for edit in case.get("mask_edits", []):
+            print(f"  organ map shifted {edit['shift_voxels_x']:+d} voxels (x): anatomy moved "
+                  f"{edit['estimated_vs_original_generation']:+.2f} vs the unedited generation, "
+                  f"{edit['estimated_vs_real_ct']:+.2f} vs the real CT; adherence to edited mask "
+                  f"{edit['adherence_to_edited_mask']:.3f} vs original {edit['adherence_to_original_mask']:.3f}")
+        if "follow_ratio_vs_original_generation" in case:
+            print(f"  follow ratio (estimated / requested shift, 1 = follows, 0 = ignores): "
+                  f"{case['follow_ratio_vs_original_generation']:.2f} vs unedited generation, "
+                  f"{case['follow_ratio_vs_real_ct']:.2f} vs real CT")
         first = case["runs"][0]["organs"]
         for name in ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "vertebrae_L1", "vertebrae_T12",
                      "lung_lower_lobe_right", "lung_lower_lobe_left"):
             if name in first:
                 o = first[name]
-                print(f"  {name:24s} real {o['real_mean']:7.1f} HU  generated {o['generated_mean']:7.1f} HU  "
-                      f"in range {o['in_range']:.2f}")
+                print(f"  {name:24s} real {o['real_mean']:7.1f} HU [p10 {o['real_p10']:6.0f}, p90 {o['real_p90']:6.0f}]  "
+                      f"generated {o['generated_mean']:7.1f} HU ({'inside' if o['mean_in_real_p10_p90'] else 'OUTSIDE'})  "
+                      f"voxels in range {o['in_range']:.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=float))
         print(f"report written to {args.out}")

@@ -6,14 +6,12 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ConfigError
-from ._common import progress_bar
+from ._common import add_command_group, progress_bar
 from .core import add_vae_options, check_output, window_from_args
 
 
 def register(subparsers) -> None:
-    lat = subparsers.add_parser("latents", help="export CT volumes to VAE latents, decode them back")
-    sub = lat.add_subparsers(dest="latents_command", metavar="ACTION")
-    sub.required = True
+    sub = add_command_group(subparsers, "latents", "export CT volumes to VAE latents, decode them back")
 
     exp = sub.add_parser("export", help="encode a volume or a whole dataset to .safetensors latents",
                          description="Writes one .safetensors per case (latents + VAE, HU window and "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 from ..engine.errors import ConfigError
-from ._common import progress_bar
+from ._common import add_command_group, progress_bar
 
 
 def _triple(text: str, option: str, kind=float) -> Tuple:
@@ -33,9 +33,7 @@ def _names(text: Optional[str]) -> Optional[List[str]]:
 
 
 def register(subparsers) -> None:
-    seg = subparsers.add_parser("seg", help="3D organ segmentation with VAE-reconstruction augmentation")
-    sub = seg.add_subparsers(dest="seg_command", metavar="ACTION")
-    sub.required = True
+    sub = add_command_group(subparsers, "seg", "3D organ segmentation with VAE-reconstruction augmentation")
 
     tr = sub.add_parser("train", help="train a MONAI SegResNet/UNet; each sample is the reconstruction with probability p",
                         description="DATASET is an nnU-Net raw folder or a manifest (image,label[,name]). "

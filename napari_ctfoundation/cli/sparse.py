@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List
 
 from ..engine.errors import ConfigError
+from ._common import add_command_group
 
 
 def _int_list(text: str, option: str) -> List[int]:
@@ -35,9 +36,7 @@ def _add_noise_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("sparse", help="sparse-view cone-beam CT (DeepSparse): simulate, FDK/SART/DiCE, train")
-    sub = parser.add_subparsers(dest="sparse_command", metavar="ACTION")
-    sub.required = True
+    sub = add_command_group(subparsers, "sparse", "sparse-view cone-beam CT (DeepSparse): simulate, FDK/SART/DiCE, train")
 
     p = sub.add_parser("simulate", help="DRRs of a CT at N uniform views (+ geometry files)")
     p.add_argument("ct", help="CT volume (NIfTI, NRRD, MHA or DICOM folder)")
@@ -92,8 +91,10 @@ def register(subparsers) -> None:
         p.add_argument("--views", default="6", help="target view counts for finetuning, comma-separated (default 6)")
         p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
         p.add_argument("--points", type=int, default=10000, help="points sampled per volume (default 10000)")
+        p.add_argument("--body-points", type=float, default=0.0,
+                       help="fraction of the points drawn inside the body (default 0: uniform)")
         p.add_argument("--feature-weight", type=float, default=1.0, help="step 2 feature loss weight")
-        p.add_argument("--augment", type=int, default=0, help="random rigid copies per CT (flip/rotate/shift)")
+        p.add_argument("--augment", type=int, default=0, help="random augmented copies per CT (flip, rotation, shift, zoom, short z-slab)")
         p.add_argument("--cache", help="simulation cache folder (default OUT/../sparse_cache)")
         p.add_argument("--max-steps", type=int)
         p.add_argument("--max-minutes", type=float, help="stop (and save) after this much wall time")
@@ -224,7 +225,7 @@ def cmd_train(args) -> int:
         config = None if init_meta else _dice_config(args.config, geometry)
         min_views, max_views = args.min_views, args.max_views
     settings = TrainSettings(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             points=args.points, views=tuple(_int_list(args.views, "--views")),
+                             points=args.points, body_points=args.body_points, views=tuple(_int_list(args.views, "--views")),
                              min_views=min_views, max_views=max_views, feature_weight=args.feature_weight,
                              max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
                              device=args.device)

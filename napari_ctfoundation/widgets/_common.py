@@ -4,16 +4,30 @@ Running engine work
 -------------------
 Engine functions are synchronous and take ``progress(done, total, unit)`` and
 ``cancel() -> bool`` callbacks (see ``engine.progress``). :class:`JobRunner`
-runs such a call in a napari ``thread_worker`` so the UI never freezes:
+runs such a call in a napari generator ``thread_worker`` so the UI never
+freezes:
 
-* progress travels from the worker thread to the UI through a Qt signal
-  (queued across threads) and drives both a napari ``progress`` bar in the
-  activity dock and the widget's own ``QProgressBar`` + label;
-* the widget's Run button turns into Cancel while the job runs. Cancel (or
-  the activity dock's cancel button) sets a flag the engine's ``cancel()``
-  check reads, so it takes effect at the next progress report: the engine
-  raises ``OperationCancelled``, the widget shows "cancelled" and no result
-  is delivered;
+* the worker (a :class:`JobWorker`, i.e. a napari ``GeneratorWorker``) runs
+  the generator :func:`run_job`. A generator cannot yield from inside the
+  engine's ``progress`` callback, so :func:`run_job` starts the engine call
+  in an inner daemon thread whose ``progress`` puts :class:`Report` s on a
+  ``queue.Queue``; the generator waits on that queue and *yields* each report
+  (bursts are coalesced to the newest one: a progress bar only shows the last);
+* the worker's ``yielded`` signal (delivered on the UI thread) drives a napari
+  ``cancelable_progress`` bar in the activity dock and the widget's own
+  ``QProgressBar`` + label, and re-emits :attr:`JobRunner.progressed`;
+* the widget's Run button turns into Cancel while the job runs. Cancel (the
+  button, the activity dock's cancel, or napari asking the worker to quit on
+  window close) sets the flag the engine's ``cancel()`` reads *and* calls
+  ``worker.quit()``. The engine raises ``OperationCancelled`` at its next
+  progress report; the worker closes the generator, whose ``finally`` waits
+  for the engine thread, so no engine work outlives its worker. The button
+  stays disabled ("cancelling...") until then, reads Run again afterwards,
+  and a new job can start; nothing is ever delivered after a cancel;
+* the final :class:`Outcome` (done / cancelled / error) is the generator's
+  return value, delivered through the worker's ``returned`` signal (napari
+  sends no ``returned`` after ``quit()``; the runner then reports
+  "cancelled"). The UI is reset on the worker's ``finished`` signal;
 * errors never reach napari as a traceback: a ``CTFoundationError`` shows its
   own one-line message as a notification, anything else shows its type and
   message (the traceback goes to the log for developers).
@@ -25,7 +39,7 @@ Typical use inside a widget::
 
     def _start(self):
         volume = layer_volume(layer)            # validate on the UI thread
-        def job(progress, cancel):              # runs in the worker thread
+        def job(progress, cancel):              # runs in the engine thread
             return reconstruct_volume(volume, progress=progress, cancel=cancel)
         self.runner.start(job, "VAE reconstruction", on_result=self._show)
 
@@ -40,12 +54,15 @@ plus whatever settings/metrics the caller passes.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Generator, Optional
 
 import numpy as np
+from napari.qt.threading import GeneratorWorker
+from napari.utils import cancelable_progress
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton
 
@@ -67,6 +84,15 @@ class Outcome:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Report:
+    """One progress report of the engine, as the worker yields it."""
+
+    done: int
+    total: int
+    unit: str
+
+
 def notify_error(message: str) -> None:
     """A napari error notification (never a traceback dialog)."""
     from napari.utils.notifications import show_error
@@ -83,8 +109,8 @@ def notify_info(message: str) -> None:
 def _call_job(job: Job, progress, cancel) -> Outcome:
     """Run ``job`` and turn every way it can end into an :class:`Outcome`.
 
-    Runs in the worker thread; catching here means nothing is re-raised in
-    the UI thread (napari would show a traceback otherwise).
+    Catching here means nothing is re-raised in the UI thread (napari would
+    show a traceback otherwise).
     """
     try:
         return Outcome("done", job(progress, cancel))
@@ -99,6 +125,98 @@ def _call_job(job: Job, progress, cancel) -> Outcome:
         return Outcome("error", message=f"{type(exc).__name__}: {exc}")
 
 
+def run_job(job: Job, cancel_event: threading.Event) -> Generator[Report, None, Outcome]:
+    """The worker's generator: run ``job`` and yield its progress reports.
+
+    The engine call runs in an inner daemon thread (its ``progress``
+    callback cannot yield on our behalf); reports reach this generator, in
+    the worker thread, through a queue. Returns the job's :class:`Outcome`.
+    If the generator is closed early (the worker was asked to quit), the
+    ``finally`` sets the engine's cancel flag and waits for the engine
+    thread to stop.
+    """
+    reports: "queue.Queue[Any]" = queue.Queue()
+
+    def progress(done: int, total: int, unit: str) -> None:  # engine thread
+        reports.put(Report(int(done), int(total), str(unit)))
+
+    def engine() -> None:
+        outcome = Outcome("error", message="the job stopped without a result")
+        try:
+            outcome = _call_job(job, progress, cancel_event.is_set)
+        finally:  # always wakes the generator, even on SystemExit & co.
+            reports.put(outcome)
+
+    thread = threading.Thread(target=engine, name="ctfoundation-engine", daemon=True)
+    thread.start()
+    outcome: Optional[Outcome] = None
+    try:
+        while outcome is None:
+            item = reports.get()
+            latest = None
+            while isinstance(item, Report):  # drain a burst, keep the newest
+                latest = item
+                try:
+                    item = reports.get_nowait()
+                except queue.Empty:
+                    item = None
+            if isinstance(item, Outcome):
+                outcome = item
+            if latest is not None:
+                yield latest
+        return outcome
+    finally:
+        if outcome is None:  # closed before the engine ended: stop it, then wait
+            cancel_event.set()
+            thread.join()
+
+
+class JobWorker(GeneratorWorker):
+    """napari ``GeneratorWorker`` for :func:`run_job` that stops the engine too.
+
+    ``quit()`` (our Cancel, or napari's own, e.g. on window close) also sets
+    the engine's cancel flag, so the engine stops at its next progress report
+    rather than only when the generator next yields; once the worker loop has
+    stopped, the generator is closed here, in the worker thread, so its
+    ``finally`` waits for the engine thread before ``finished`` is emitted.
+    """
+
+    def __init__(self, func, job: Job, cancel_event: threading.Event, **kwargs: Any) -> None:
+        super().__init__(func, job, cancel_event, **kwargs)
+        self.cancel_event = cancel_event
+
+    def quit(self) -> None:
+        self.cancel_event.set()
+        super().quit()
+
+    def work(self):
+        try:
+            return super().work()
+        finally:
+            self._gen.close()
+
+
+def _shorten(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters at a word boundary, with an ellipsis."""
+    if len(text) <= n:
+        return text
+    head = text[: n - 1]
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip() + "\u2026"
+
+
+class _ActivityProgress(cancelable_progress):
+    """Activity-dock bar whose Cancel button calls ``cancel_callback`` at once.
+
+    napari's ``cancelable_progress`` only runs the callback while iterating;
+    our bar is updated by hand, so the callback runs from ``cancel()``.
+    """
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.cancel_callback is not None:
+            self.cancel_callback()
+
+
 class JobRunner(QObject):
     """Runs one engine job at a time for a widget (see module docstring).
 
@@ -107,7 +225,7 @@ class JobRunner(QObject):
     click cancels. ``bar`` and ``label`` show progress and the final state.
     """
 
-    #: (done, total, unit), emitted from the worker thread
+    #: (done, total, unit) of each report the worker yields, on the UI thread
     progressed = Signal(int, int, str)
 
     def __init__(
@@ -126,11 +244,14 @@ class JobRunner(QObject):
         self.run_text = run_text
         self._on_run = on_run
         self._cancel_event = threading.Event()
-        self._pbar = None
-        self.worker = None
+        self._pbar: Optional[cancelable_progress] = None
+        self._returned: Optional[Outcome] = None
+        self._last_report: Optional[Report] = None
+        self._description = ""
+        #: the running :class:`JobWorker` (a napari ``GeneratorWorker``), or None
+        self.worker: Optional[JobWorker] = None
         #: the last job's outcome (tests and callers read it)
         self.last_outcome: Optional[Outcome] = None
-        self.progressed.connect(self._show_progress)
         button.setText(run_text)
         button.clicked.connect(self._clicked)
         if bar is not None:
@@ -141,6 +262,11 @@ class JobRunner(QObject):
     def running(self) -> bool:
         return self.worker is not None
 
+    @property
+    def activity_progress(self) -> Optional[cancelable_progress]:
+        """The running job's bar in napari's activity dock (its Cancel = ours)."""
+        return self._pbar
+
     def _clicked(self) -> None:
         if self.running:
             self.cancel()
@@ -148,15 +274,17 @@ class JobRunner(QObject):
             self._on_run()
 
     def cancel(self) -> None:
-        """Ask the running job to stop at its next progress report."""
-        if self.running:
+        """Stop the running job: engine cancel flag + ``worker.quit()``."""
+        if self.running and not self._cancel_event.is_set():
             self._cancel_event.set()
+            self.worker.quit()
             self.button.setEnabled(False)  # until the job has really stopped
-            self._set_label("cancelling...")
+            self._set_label(f"{self._description}: cancelling...")
 
-    def _cancel_requested(self) -> bool:
-        pbar = self._pbar
-        return self._cancel_event.is_set() or bool(getattr(pbar, "is_canceled", False))
+    def refuse(self, message: str) -> None:
+        """Say why a job cannot start (label + notification); nothing runs."""
+        self._set_label(message)
+        notify_error(message)
 
     def _set_label(self, text: str) -> None:
         if self.label is not None:
@@ -172,7 +300,7 @@ class JobRunner(QObject):
         on_cancelled: Optional[Callable[[], None]] = None,
         on_error: Optional[Callable[[str], None]] = None,
     ) -> None:
-        """Run ``job(progress, cancel)`` in a worker thread.
+        """Run ``job(progress, cancel)`` in a generator worker.
 
         ``on_result(value)`` is called on the UI thread when the job
         finishes; nothing is called with a result after a cancel or an error.
@@ -181,14 +309,20 @@ class JobRunner(QObject):
             notify_error(f"{description}: a job is already running in this widget")
             return
         from napari.qt.threading import create_worker
-        from napari.utils import cancelable_progress
 
-        self._cancel_event.clear()
+        # A fresh flag per job: a cancelled job still winding down can never
+        # be confused with the next one.
+        self._cancel_event = threading.Event()
+        self._returned = None
+        self._last_report: Optional[Report] = None
         self.last_outcome = None
         self._description = description
         self._callbacks = (on_result, on_cancelled, on_error)
         # The activity-dock bar; its own cancel button works like ours.
-        self._pbar = cancelable_progress(total=0, desc=description)
+        # Short text ("VAE reconstruction of…", "8/40 slices ~04:10") so the
+        # dock's 520-pixel row keeps its Cancel button in view.
+        self._pbar = _ActivityProgress(total=0, desc=_shorten(description, 22), cancel_callback=self.cancel,
+                                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} {unit} ~{remaining}")
         if self.bar is not None:
             self.bar.setRange(0, 0)  # busy until the first report
             self.bar.setVisible(True)
@@ -196,38 +330,60 @@ class JobRunner(QObject):
         self.button.setText("Cancel")
         self.button.setEnabled(True)
 
-        def report(done: int, total: int, unit: str) -> None:  # worker thread
-            self.progressed.emit(int(done), int(total), str(unit))
+        self.worker = worker = create_worker(
+            run_job, job, self._cancel_event, _worker_class=JobWorker, _ignore_errors=True)
+        worker.yielded.connect(self._show_progress)
+        worker.returned.connect(self._returned_outcome)
+        # Backstop: an error escaping run_job (should not happen) still ends cleanly.
+        worker.errored.connect(
+            lambda exc: self._returned_outcome(Outcome("error", message=f"{type(exc).__name__}: {exc}")))
+        worker.finished.connect(self._finished)
+        worker.start()
 
-        self.worker = create_worker(
-            _call_job, job, report, self._cancel_requested, _ignore_errors=True
-        )
-        self.worker.returned.connect(self._finished)
-        # Backstop: an error escaping _call_job (should not happen) still resets.
-        self.worker.errored.connect(
-            lambda exc: self._finished(Outcome("error", message=f"{type(exc).__name__}: {exc}"))
-        )
-        self.worker.start()
-
-    def _show_progress(self, done: int, total: int, unit: str) -> None:
-        if not self.running:
+    def _show_progress(self, report: Report) -> None:
+        # Reports the engine made while it was winding down after a cancel
+        # are not shown: the widget says "cancelling..." until it has stopped.
+        if not self.running or self._cancel_event.is_set():
             return
+        self._last_report = report
+        done, total, unit = report.done, report.total, report.unit
+        if self.bar is not None:
+            self.bar.setRange(0, max(total, 1))
+            self.bar.setValue(done)
+        self._set_label(f"{self._description}: {done}/{total} {unit}")
+        self.progressed.emit(done, total, unit)
+        # Last: napari's bar processes Qt events while it repaints, which may
+        # run _finished re-entrantly and close it.
         pbar = self._pbar
         if pbar is not None:
+            pbar.unit = unit
             if pbar.total != total:
                 pbar.total = total
             if done != pbar.n:
                 pbar.update(done - pbar.n)
-        if self.bar is not None:
-            self.bar.setRange(0, max(total, 1))
-            self.bar.setValue(done)
-        if not self._cancel_event.is_set():
-            self._set_label(f"{self._description}: {done}/{total} {unit}")
 
-    def _finished(self, outcome: Outcome) -> None:
-        if not self.running:
+    def _returned_outcome(self, outcome: Outcome) -> None:
+        self._returned = outcome
+
+    def _finished(self) -> None:
+        """The worker thread is done (engine thread included): reset, deliver."""
+        worker = self.worker
+        if worker is None:
             return
         self.worker = None
+        outcome = self._returned
+        if self._cancel_event.is_set() or worker.abort_requested:
+            # Whatever the engine got to, nothing is delivered after a cancel.
+            if outcome is not None and outcome.status == "cancelled":
+                message = outcome.message  # the engine's own "cancelled after ..."
+            elif self._last_report is not None:
+                r = self._last_report
+                message = f"cancelled after {r.done} of {r.total} {r.unit}"
+            else:
+                message = "cancelled before it started"
+            outcome = Outcome("cancelled", message=message)
+        elif outcome is None:
+            outcome = Outcome("error", message="the job stopped without a result")
         self.last_outcome = outcome
         if self._pbar is not None:
             self._pbar.close()
@@ -256,8 +412,7 @@ class JobRunner(QObject):
 
     def _fail(self, message: str, on_error) -> None:
         self._set_label(f"{self._description}: failed")
-        if self.last_outcome is not None:
-            self.last_outcome = Outcome("error", message=message)
+        self.last_outcome = Outcome("error", message=message)
         notify_error(f"{self._description}: {message}")
         if on_error is not None:
             on_error(message)
@@ -316,11 +471,16 @@ def _replace_or_add(viewer, name: str, add: Callable[[], Any]):
 
 def add_result_image(viewer, data: np.ndarray, source_layer, name: str, *,
                      metadata: Optional[Dict[str, Any]] = None, **kwargs: Any):
-    """Add (or replace) image layer ``name`` on ``source_layer``'s grid."""
+    """Add (or replace) image layer ``name`` on ``source_layer``'s grid.
+
+    A result on a grid of its own (a resampled volume, a projection stack)
+    passes ``scale``/``translate`` (and its ``geometry`` in ``metadata``);
+    it still records its source layer.
+    """
     meta = result_metadata(source_layer, **(metadata or {}))
-    return _replace_or_add(viewer, name, lambda: viewer.add_image(
-        data, name=name, scale=source_layer.scale, translate=source_layer.translate,
-        metadata=meta, **kwargs))
+    kwargs.setdefault("scale", source_layer.scale)
+    kwargs.setdefault("translate", source_layer.translate)
+    return _replace_or_add(viewer, name, lambda: viewer.add_image(data, name=name, metadata=meta, **kwargs))
 
 
 def add_result_labels(viewer, data: np.ndarray, source_layer, name: str, *,

@@ -16,26 +16,13 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QLabel, QPlainTextEdit, QPushButton, QWidget
 
 from ..engine import labels as vocab
-from ._common import JobRunner, LayerCombo, add_result_image, labels_colormap, layer_volume, result_metadata
+from ..engine.errors import ConfigError, CTFoundationError
+from ._common import LayerCombo, add_result_image, labels_colormap, layer_volume, result_metadata
+from ._forms import browse_button, combo, device_combo, float_spin, form_page, hbox, int_spin, job_runner, text_label
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 VIEWS = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
 SAME_AS_MASKS = -1.0  # text guidance spin box value meaning "same as the mask guidance"
 DEFAULT_REPORT = ("Non-contrast CT of the upper abdomen. The liver is of normal size with homogeneous "
@@ -69,10 +56,8 @@ class ConditionalGenerationWidget(QWidget):
         self.lesion_button.clicked.connect(self.new_lesion_layer)
 
         # --- class picker: paint by name
-        self.vocab_combo = QComboBox()
-        self.vocab_combo.addItems(["organs", "lesions"])
-        self.class_combo = QComboBox()
-        self.class_combo.setEditable(False)
+        self.vocab_combo = combo(["organs", "lesions"])
+        self.class_combo = combo()
         self.vocab_combo.currentTextChanged.connect(self._fill_classes)
         self.class_combo.activated.connect(self.pick_class)
         self._fill_classes("organs")
@@ -80,113 +65,80 @@ class ConditionalGenerationWidget(QWidget):
         # --- report
         self.report_edit = QPlainTextEdit(DEFAULT_REPORT)
         self.report_edit.setMaximumHeight(110)
-        self.findings_label = QLabel("")
-        self.findings_label.setWordWrap(True)
+        self.findings_label = text_label()
         self.report_edit.textChanged.connect(self._show_findings)
         self._show_findings()
 
         # --- model and sampling
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.addItem("demo")
-        self.model_button = QPushButton("...")
-        self.model_button.setToolTip("choose a trained model folder (OUT_DIR/model)")
-        self.model_button.clicked.connect(self._pick_model)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2 ** 31 - 1)
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1000)
-        self.steps_spin.setValue(20)
-        self.guidance_spin = QDoubleSpinBox()
-        self.guidance_spin.setRange(0.0, 20.0)
-        self.guidance_spin.setSingleStep(0.25)
-        self.guidance_spin.setValue(1.5)
-        self.text_guidance_spin = QDoubleSpinBox()
-        self.text_guidance_spin.setRange(SAME_AS_MASKS, 20.0)
-        self.text_guidance_spin.setSingleStep(0.25)
-        self.text_guidance_spin.setSpecialValueText("same as masks")
-        self.text_guidance_spin.setValue(SAME_AS_MASKS)
-        self.sampler_combo = QComboBox()
-        self.sampler_combo.addItems(SAMPLERS.names())
-        self.sampler_combo.setCurrentText("ddim")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
-        self.view_combo = QComboBox()
-        self.view_combo.addItems(list(VIEWS))
+        self.model_combo = combo(["demo"], editable=True)
+        self.model_button = browse_button(self, "Generation model folder", self.model_combo.setCurrentText,
+                                          tooltip="choose a trained model folder (OUT_DIR/model)")
+        self.seed_spin = int_spin(0, 0, 2 ** 31 - 1)
+        self.steps_spin = int_spin(20, 1, 1000)
+        self.guidance_spin = float_spin(1.5, 0.0, 20.0, step=0.25)
+        self.text_guidance_spin = float_spin(SAME_AS_MASKS, SAME_AS_MASKS, 20.0, step=0.25,
+                                             special_text="same as masks")
+        self.sampler_combo = combo(SAMPLERS.names(), current="ddim")
+        self.device_combo = device_combo()
+        self.view_combo = combo(VIEWS)
         self.view_combo.currentTextChanged.connect(self.set_view)
 
-        self.run_button = QPushButton("Generate")
-        self.progress_bar = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.runner = JobRunner(self.run_button, self.progress_bar, self.status, on_run=self.run,
-                                run_text="Generate")
+        self.runner = job_runner("Generate", self.run)
+        self.run_button, self.progress_bar, self.status = self.runner.button, self.runner.bar, self.runner.label
 
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(self.model_button)
-        blank_row = QHBoxLayout()
-        blank_row.addWidget(self.blank_button)
-        blank_row.addWidget(self.lesion_button)
-        class_row = QHBoxLayout()
-        class_row.addWidget(self.vocab_combo)
-        class_row.addWidget(self.class_combo, 1)
-        form = QFormLayout()
-        form.addRow("organs", self.organ_combo)
-        form.addRow(self.disease_check, self.disease_combo)
-        form.addRow("CT grid", self.reference_combo)
-        form.addRow(blank_row)
-        form.addRow("paint", class_row)
-        form.addRow(QLabel("report"))
-        form.addRow(self.report_edit)
-        form.addRow(self.findings_label)
-        form.addRow("model", model_row)
-        form.addRow("seed", self.seed_spin)
-        form.addRow("steps", self.steps_spin)
-        form.addRow("guidance", self.guidance_spin)
-        form.addRow("text guidance", self.text_guidance_spin)
-        form.addRow("sampler", self.sampler_combo)
-        form.addRow("device", self.device_combo)
-        form.addRow("view", self.view_combo)
-        form.addRow(self.run_button)
-        form.addRow(self.progress_bar)
-        form.addRow(self.status)
-        outer = QVBoxLayout(self)
-        outer.addLayout(form)
-        outer.addStretch(1)
+        form_page(self, [
+            ("organs", self.organ_combo),
+            (self.disease_check, self.disease_combo),
+            ("CT grid", self.reference_combo),
+            hbox(self.blank_button, self.lesion_button),
+            ("paint", hbox(self.vocab_combo, (self.class_combo, 1))),
+            QLabel("report"),
+            self.report_edit,
+            self.findings_label,
+            ("model", hbox((self.model_combo, 1), self.model_button)),
+            ("seed", self.seed_spin),
+            ("steps", self.steps_spin),
+            ("guidance", self.guidance_spin),
+            ("text guidance", self.text_guidance_spin),
+            ("sampler", self.sampler_combo),
+            ("device", self.device_combo),
+            ("view", self.view_combo),
+            self.run_button,
+            self.progress_bar,
+            self.status,
+        ])
 
     # -------------------------------------------------------------- masks
     def new_organ_layer(self):
         """An empty organ layer shaped like the chosen CT image layer."""
-        ref = self.reference_combo.layer()
-        if ref is None:
-            raise_or_notify("choose a CT image layer to take the grid from")
-            return None
-        data = np.zeros(np.asarray(ref.data).shape, np.uint8)
-        layer = self.viewer.add_labels(
-            data, name=f"{ref.name} [organs]", scale=ref.scale, translate=ref.translate,
-            metadata=result_metadata(ref, vocabulary="organs"), colormap=labels_colormap("organs"),
-            features=vocab.features_table(None, "organs"))
-        self.organ_combo.setCurrentText(layer.name)
-        self.vocab_combo.setCurrentText("organs")
-        self.pick_class()
+        layer = self._new_mask_layer(self.reference_combo.layer(), "organs",
+                                     "choose a CT image layer to take the grid from")
+        if layer is not None:
+            self.organ_combo.setCurrentText(layer.name)
+            self.pick_class()
         return layer
 
     def new_lesion_layer(self):
         """An empty lesion layer on the organ layer's grid, selected as the disease mask."""
-        organs = self.organ_combo.layer()
-        if organs is None:
-            raise_or_notify("choose or create an organ layer first")
+        layer = self._new_mask_layer(self.organ_combo.layer(), "lesions",
+                                     "choose or create an organ layer first")
+        if layer is not None:
+            self.disease_check.setChecked(True)
+            self.disease_combo.setCurrentText(layer.name)
+            self.pick_class()
+        return layer
+
+    def _new_mask_layer(self, grid_layer, vocabulary: str, missing: str):
+        """An empty ``vocabulary`` Labels layer on ``grid_layer``'s grid; picker switched to it."""
+        if grid_layer is None:
+            self.runner.refuse(missing)
             return None
-        data = np.zeros(np.asarray(organs.data).shape, np.uint8)
+        data = np.zeros(np.asarray(grid_layer.data).shape, np.uint8)
         layer = self.viewer.add_labels(
-            data, name=f"{organs.name} [lesions]", scale=organs.scale, translate=organs.translate,
-            metadata=result_metadata(organs, vocabulary="lesions"), colormap=labels_colormap("lesions"),
-            features=vocab.features_table(None, "lesions"))
-        self.disease_check.setChecked(True)
-        self.disease_combo.setCurrentText(layer.name)
-        self.vocab_combo.setCurrentText("lesions")
-        self.pick_class()
+            data, name=f"{grid_layer.name} [{vocabulary}]", scale=grid_layer.scale,
+            translate=grid_layer.translate, metadata=result_metadata(grid_layer, vocabulary=vocabulary),
+            colormap=labels_colormap(vocabulary), features=vocab.features_table(None, vocabulary))
+        self.vocab_combo.setCurrentText(vocabulary)
         return layer
 
     def _fill_classes(self, vocabulary: str) -> None:
@@ -219,11 +171,6 @@ class ConditionalGenerationWidget(QWidget):
             lead = tuple(range(self.viewer.dims.ndim - 3))
             self.viewer.dims.order = lead + tuple(len(lead) + a for a in VIEWS[name])
 
-    def _pick_model(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Generation model folder")
-        if path:
-            self.model_combo.setCurrentText(path)
-
     # ----------------------------------------------------------------- run
     def settings(self) -> Dict[str, Any]:
         text_g = self.text_guidance_spin.value()
@@ -238,24 +185,29 @@ class ConditionalGenerationWidget(QWidget):
             "device": self.device_combo.currentText(),
         }
 
-    def run(self) -> None:
+    def _masks(self):
+        """The organ layer and the (organ, lesion or None) volumes; errors name the layer."""
         organs_layer = self.organ_combo.layer()
         if organs_layer is None:
-            raise_or_notify("choose an organ label layer (or create a blank one from a CT)")
-            return
+            raise ConfigError("choose an organ label layer (or create a blank one from a CT)")
         organs = layer_volume(organs_layer, dtype=None)
         disease = None
         if self.disease_check.isChecked():
             disease_layer = self.disease_combo.layer()
             if disease_layer is None or disease_layer is organs_layer:
-                raise_or_notify("choose a lesion label layer different from the organ layer, or untick it")
-                return
+                raise ConfigError("choose a lesion label layer different from the organ layer, or untick it")
             disease = layer_volume(disease_layer, dtype=None)
             if disease.shape != organs.shape:
-                raise_or_notify(f"lesion layer shape {disease.shape} differs from organ layer {organs.shape}")
-                return
+                raise ConfigError(f"lesion layer shape {disease.shape} differs from organ layer {organs.shape}")
         if not np.asarray(organs.array).any():
-            raise_or_notify(f"layer {organs_layer.name!r} is empty: paint some organs first")
+            raise ConfigError(f"layer {organs_layer.name!r} is empty: paint some organs first")
+        return organs_layer, organs, disease
+
+    def run(self) -> None:
+        try:
+            organs_layer, organs, disease = self._masks()
+        except CTFoundationError as exc:
+            self.runner.refuse(str(exc))
             return
         settings = self.settings()
         key = (settings["model"], settings["device"])
@@ -284,8 +236,3 @@ class ConditionalGenerationWidget(QWidget):
         self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # below the masks
         self.status.setText(f"Generation: done in {result.seconds:.1f} s (seed {result.settings['seed']})")
 
-
-def raise_or_notify(message: str) -> None:
-    from ._common import notify_error
-
-    notify_error(message)

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFileDialog, QLabel, QLineEdit, QPushButton, QWidget
 
-from ..engine.window import PRESETS, HUWindow
-from ._common import JobRunner, LayerCombo
+from ..engine.window import HUWindow
+from ._common import LayerCombo
+from ._forms import browse_button, combo, form_page, hbox, job_runner, text_label, window_preset_combo
 
 
 def geometry_text(layer) -> str:
@@ -64,51 +54,35 @@ class LoadCTWidget(QWidget):
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("NIfTI / NRRD / MHA file or DICOM folder")
         self.file_button = QPushButton("File...")
-        self.folder_button = QPushButton("DICOM folder...")
         self.file_button.clicked.connect(self._pick_file)
-        self.folder_button.clicked.connect(self._pick_folder)
-        self.kind_combo = QComboBox()
-        self.kind_combo.addItems(["auto", "CT image", "labels"])
-        self.kind_combo.setToolTip(
+        self.folder_button = browse_button(self, "Open DICOM series folder", self.path_edit.setText,
+                                           text="DICOM folder...")
+        self.kind_combo = combo(["auto", "CT image", "labels"], tooltip=(
             "auto: labels when the file name starts with organ/label/seg/mask/lesion "
-            "or the file holds few non-negative integers; otherwise a CT image"
-        )
-        self.open_button = QPushButton("Open")
-        self.progress_bar = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.runner = JobRunner(self.open_button, self.progress_bar, self.status,
-                                on_run=self.open, run_text="Open")
+            "or the file holds few non-negative integers; otherwise a CT image"))
+        self.runner = job_runner("Open", self.open)
+        self.open_button, self.progress_bar, self.status = self.runner.button, self.runner.bar, self.runner.label
 
         # --- display
         self.layer_combo = LayerCombo(napari_viewer, (Image, Labels))
         self.layer_combo.currentTextChanged.connect(self._show_geometry)
         napari_viewer.layers.events.inserted.connect(self._show_geometry)
-        self.preset_combo = QComboBox()
-        for name, (width, level) in PRESETS.items():
-            self.preset_combo.addItem(f"{name} (W {width:g} / L {level:g})", name)
+        self.preset_combo = window_preset_combo()
         self.preset_combo.activated.connect(self.apply_preset)
-        self.geometry = QLabel("no layer")
-        self.geometry.setWordWrap(True)
-        self.geometry.setTextInteractionFlags(self.geometry.textInteractionFlags() | _selectable())
+        self.geometry = text_label("no layer", selectable=True)
 
-        pick = QHBoxLayout()
-        pick.addWidget(self.file_button)
-        pick.addWidget(self.folder_button)
-        form = QFormLayout()
-        form.addRow("path", self.path_edit)
-        form.addRow("", pick)
-        form.addRow("open as", self.kind_combo)
-        form.addRow("", self.open_button)
-        form.addRow(self.progress_bar)
-        form.addRow(self.status)
-        form.addRow(QLabel("<b>Display</b>"))
-        form.addRow("layer", self.layer_combo)
-        form.addRow("window", self.preset_combo)
-        form.addRow(self.geometry)
-        outer = QVBoxLayout(self)
-        outer.addLayout(form)
-        outer.addStretch(1)
+        form_page(self, [
+            ("path", self.path_edit),
+            ("", hbox(self.file_button, self.folder_button)),
+            ("open as", self.kind_combo),
+            ("", self.open_button),
+            self.progress_bar,
+            self.status,
+            QLabel("<b>Display</b>"),
+            ("layer", self.layer_combo),
+            ("window", self.preset_combo),
+            self.geometry,
+        ])
         self._show_geometry()
 
     # ---------------------------------------------------------------- open
@@ -116,11 +90,6 @@ class LoadCTWidget(QWidget):
         path, _ = QFileDialog.getOpenFileName(
             self, "Open CT volume", "",
             "Volumes (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd *.dcm);;All files (*)")
-        if path:
-            self.path_edit.setText(path)
-
-    def _pick_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open DICOM series folder")
         if path:
             self.path_edit.setText(path)
 
@@ -168,8 +137,3 @@ class LoadCTWidget(QWidget):
     def _show_geometry(self, *_: object) -> None:
         self.geometry.setText(geometry_text(self.layer_combo.layer()))
 
-
-def _selectable():
-    from qtpy.QtCore import Qt
-
-    return Qt.TextInteractionFlag.TextSelectableByMouse

@@ -12,26 +12,24 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QAbstractSpinBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLineEdit, QWidget
+
+from ..engine.errors import ConfigError, CTFoundationError
+from ..engine.window import PRESETS, HUWindow
+from ._common import LayerCombo, add_result_image, layer_volume
+from ._forms import (
+    browse_button,
+    combo,
+    device_combo,
+    float_spin,
+    form_page,
+    hbox,
+    job_runner,
+    text_label,
+    window_preset_combo,
 )
 
-from ..engine.errors import ConfigError
-from ..engine.window import PRESETS, HUWindow
-from ._common import JobRunner, LayerCombo, add_result_image, layer_volume
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 CUSTOM = "custom"
 
 
@@ -75,76 +73,48 @@ class ReconstructionWidget(QWidget):
         self.layer_combo = LayerCombo(napari_viewer, (Image,))
 
         # --- backend: a registered name, or a hub id / local diffusers folder
-        self.backend_combo = QComboBox()
-        descriptions = VAE_BACKENDS.describe()
-        for name in backend_names():
-            self.backend_combo.addItem(name)
-            self.backend_combo.setItemData(self.backend_combo.count() - 1, descriptions.get(name, ""),
-                                           _tooltip_role())
+        names, descriptions = backend_names(), VAE_BACKENDS.describe()
+        self.backend_combo = combo(names)
+        for index, name in enumerate(names):
+            self.backend_combo.setItemData(index, descriptions.get(name, ""), Qt.ItemDataRole.ToolTipRole)
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("hub id or folder (overrides the backend)")
         self.model_edit.setToolTip(
             "A diffusers VAE: a hub id such as black-forest-labs/FLUX.2-dev (subfolder vae) "
             "or a local folder with config.json and weights")
-        self.folder_button = QPushButton("...")
-        self.folder_button.setToolTip("choose a local diffusers VAE folder")
-        self.folder_button.clicked.connect(self._pick_folder)
+        self.folder_button = browse_button(self, "Diffusers VAE folder", self.model_edit.setText,
+                                           tooltip="choose a local diffusers VAE folder")
         self.subfolder_edit = QLineEdit()
         self.subfolder_edit.setPlaceholderText("subfolder, e.g. vae (optional)")
 
         # --- HU window
-        self.preset_combo = QComboBox()
-        for name, (width, level) in PRESETS.items():
-            self.preset_combo.addItem(f"{name} (W {width:g} / L {level:g})", name)
-        self.preset_combo.addItem(CUSTOM, CUSTOM)
+        self.preset_combo = window_preset_combo(CUSTOM)
         self.lo_spin = _hu_spin(-1000.0)
         self.hi_spin = _hu_spin(1000.0)
         self.preset_combo.activated.connect(self._preset_chosen)
         self.lo_spin.valueChanged.connect(self._window_edited)
         self.hi_spin.valueChanged.connect(self._window_edited)
 
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(DEVICES)
+        self.device_combo = device_combo()
+        self.runner = job_runner("Run", self.run)
+        self.run_button, self.progress_bar, self.status = self.runner.button, self.runner.bar, self.runner.label
+        self.metrics_label = text_label(selectable=True)
 
-        self.run_button = QPushButton("Run")
-        self.progress_bar = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.metrics_label = QLabel("")
-        self.metrics_label.setWordWrap(True)
-        self.runner = JobRunner(self.run_button, self.progress_bar, self.status, on_run=self.run)
-
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_edit)
-        model_row.addWidget(self.folder_button)
-        window_row = QHBoxLayout()
-        window_row.addWidget(QLabel("LO"))
-        window_row.addWidget(self.lo_spin, 1)
-        window_row.addWidget(QLabel("HI"))
-        window_row.addWidget(self.hi_spin, 1)
-        window_row.addWidget(QLabel("HU"))
-        form = QFormLayout()
-        form.addRow("input", self.layer_combo)
-        form.addRow("backend", self.backend_combo)
-        form.addRow("model", model_row)
-        form.addRow("", self.subfolder_edit)
-        form.addRow("window", self.preset_combo)
-        form.addRow("", window_row)
-        form.addRow("device", self.device_combo)
-        form.addRow(self.run_button)
-        form.addRow(self.progress_bar)
-        form.addRow(self.status)
-        form.addRow(self.metrics_label)
-        outer = QVBoxLayout(self)
-        outer.addLayout(form)
-        outer.addStretch(1)
+        form_page(self, [
+            ("input", self.layer_combo),
+            ("backend", self.backend_combo),
+            ("model", hbox(self.model_edit, self.folder_button)),
+            ("", self.subfolder_edit),
+            ("window", self.preset_combo),
+            ("", hbox("LO", (self.lo_spin, 1), "HI", (self.hi_spin, 1), "HU")),
+            ("device", self.device_combo),
+            self.run_button,
+            self.progress_bar,
+            self.status,
+            self.metrics_label,
+        ])
 
     # ------------------------------------------------------------ settings
-    def _pick_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Diffusers VAE folder")
-        if path:
-            self.model_edit.setText(path)
-
     def _preset_chosen(self, *_: object) -> None:
         name = self.preset_combo.currentData()
         if name in PRESETS:
@@ -185,9 +155,6 @@ class ReconstructionWidget(QWidget):
     # ----------------------------------------------------------------- run
     def run(self) -> None:
         """Start the reconstruction of the chosen layer (UI thread part)."""
-        from ..engine.errors import CTFoundationError
-        from ._common import notify_error
-
         layer = self.layer_combo.layer()
         try:
             if layer is None:
@@ -195,8 +162,7 @@ class ReconstructionWidget(QWidget):
             settings = self.settings()
             volume = layer_volume(layer)
         except CTFoundationError as exc:
-            self.status.setText(str(exc))
-            notify_error(str(exc))
+            self.runner.refuse(str(exc))
             return
         self.metrics_label.setText("")
 
@@ -249,19 +215,8 @@ def difference_colormap():
                     name="ctfoundation_difference", display_name="difference (blue-black-red)")
 
 
-def _hu_spin(value: float) -> QDoubleSpinBox:
-    spin = QDoubleSpinBox()
-    spin.setRange(-4000.0, 10000.0)
-    spin.setDecimals(0)
-    spin.setSingleStep(50.0)
-    spin.setValue(value)
+def _hu_spin(value: float):
+    # No arrow buttons: leaves room for "-1000" in a narrow dock.
+    spin = float_spin(value, -4000.0, 10000.0, step=50.0, decimals=0, buttons=False, tooltip="HU")
     spin.setMinimumWidth(70)
-    spin.setButtonSymbols(QAbstractSpinBox.ButtonSymbols.NoButtons)  # room for "-1000"
-    spin.setToolTip("HU")
     return spin
-
-
-def _tooltip_role():
-    from qtpy.QtCore import Qt
-
-    return Qt.ItemDataRole.ToolTipRole

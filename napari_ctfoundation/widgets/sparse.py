@@ -13,24 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-import numpy as np
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QLineEdit, QWidget
 
 from ..engine.errors import ConfigError
-from ._common import JobRunner, LayerCombo, layer_volume, result_metadata
+from ._common import LayerCombo, add_result_image, layer_volume
+from ._forms import combo, float_spin, form_page, hbox, int_spin, job_runner, text_label
 
 VIEW_CHOICES = ("6", "8", "10", "custom")
 METHOD_NAMES = ("fdk", "sart", "dice")
@@ -57,70 +44,45 @@ class SparseViewWidget(QWidget):
 
         self.geometries: Dict[str, Any] = dict(PRESETS)
         self.layer_combo = LayerCombo(napari_viewer, (Image,))
-        self.preset_combo = QComboBox()
-        self.preset_combo.addItems(list(self.geometries))
         default = _shipped_geometry_name()
-        if default in self.geometries:
-            self.preset_combo.setCurrentText(default)
-        self.preset_combo.setToolTip("geometry; the shipped DiCE checkpoint needs the one it was trained for")
-        self.views_combo = QComboBox()
-        self.views_combo.addItems(VIEW_CHOICES)
-        self.views_spin = QSpinBox()
-        self.views_spin.setRange(1, 10000)
-        self.views_spin.setValue(12)
+        self.preset_combo = combo(
+            self.geometries, current=default if default in self.geometries else None,
+            tooltip="geometry; the shipped DiCE checkpoint needs the one it was trained for")
+        self.views_combo = combo(VIEW_CHOICES)
+        self.views_spin = int_spin(12, 1, 10000)
         self.views_spin.setEnabled(False)
         self.views_combo.currentTextChanged.connect(lambda t: self.views_spin.setEnabled(t == "custom"))
         self.noise_check = QCheckBox("noise")
         self.noise_check.setChecked(True)
-        self.photons_spin = QDoubleSpinBox()
-        self.photons_spin.setDecimals(0)
-        self.photons_spin.setRange(100, 1e9)
-        self.photons_spin.setValue(1e5)
-        self.photons_spin.setSuffix(" photons")
+        self.photons_spin = float_spin(1e5, 100, 1e9, decimals=0, suffix=" photons")
         self.noise_check.toggled.connect(self.photons_spin.setEnabled)
-        self.method_combo = QComboBox()
-        self.method_combo.addItems(METHOD_NAMES)
-        self.iterations_spin = QSpinBox()
-        self.iterations_spin.setRange(1, 500)
-        self.iterations_spin.setValue(20)
+        self.method_combo = combo(METHOD_NAMES)
+        self.iterations_spin = int_spin(20, 1, 500)
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("DiCE checkpoint folder (empty: shipped)")
 
-        self.simulate_button = QPushButton("Simulate")
-        self.reconstruct_button = QPushButton("Reconstruct")
-        self.progress_bar = QProgressBar()
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.metrics_label = QLabel("")
-        self.metrics_label.setWordWrap(True)
-        self.sim_runner = JobRunner(self.simulate_button, self.progress_bar, self.status,
-                                    on_run=self.simulate, run_text="Simulate")
-        self.runner = JobRunner(self.reconstruct_button, self.progress_bar, self.status,
-                                on_run=self.reconstruct, run_text="Reconstruct")
+        # Two buttons, one progress bar and status line.
+        self.sim_runner = job_runner("Simulate", self.simulate)
+        self.runner = job_runner("Reconstruct", self.reconstruct, share=self.sim_runner)
+        self.simulate_button, self.reconstruct_button = self.sim_runner.button, self.runner.button
+        self.progress_bar, self.status = self.runner.bar, self.runner.label
+        self.metrics_label = text_label(selectable=True)
         self._simulation = None  # (key, grid volume, ProjectionSet)
 
-        views_row = QHBoxLayout()
-        views_row.addWidget(self.views_combo)
-        views_row.addWidget(self.views_spin)
-        noise_row = QHBoxLayout()
-        noise_row.addWidget(self.noise_check)
-        noise_row.addWidget(self.photons_spin, 1)
-        form = QFormLayout()
-        form.addRow("CT", self.layer_combo)
-        form.addRow("geometry", self.preset_combo)
-        form.addRow("views", views_row)
-        form.addRow("", noise_row)
-        form.addRow(self.simulate_button)
-        form.addRow("method", self.method_combo)
-        form.addRow("SART iterations", self.iterations_spin)
-        form.addRow("checkpoint", self.checkpoint_edit)
-        form.addRow(self.reconstruct_button)
-        form.addRow(self.progress_bar)
-        form.addRow(self.status)
-        form.addRow(self.metrics_label)
-        outer = QVBoxLayout(self)
-        outer.addLayout(form)
-        outer.addStretch(1)
+        form_page(self, [
+            ("CT", self.layer_combo),
+            ("geometry", self.preset_combo),
+            ("views", hbox(self.views_combo, self.views_spin)),
+            ("", hbox(self.noise_check, (self.photons_spin, 1))),
+            self.simulate_button,
+            ("method", self.method_combo),
+            ("SART iterations", self.iterations_spin),
+            ("checkpoint", self.checkpoint_edit),
+            self.reconstruct_button,
+            self.progress_bar,
+            self.status,
+            self.metrics_label,
+        ])
 
     # ------------------------------------------------------------ settings
     def add_geometry(self, geometry) -> None:
@@ -160,36 +122,43 @@ class SparseViewWidget(QWidget):
         return job
 
     # ------------------------------------------------------------ simulate
-    def simulate(self) -> None:
+    def _ready(self, runner, other):
+        """The settings when ``runner`` may start now, else None (and why, in the widget)."""
+        if other.running:  # the two runners share one progress line
+            runner.refuse(f"{other.run_text} is running: cancel it or wait")
+            return None
         try:
-            layer, geometry, n, noise, key = self._settings()
+            return self._settings()
         except ConfigError as exc:
-            self.status.setText(str(exc))
+            runner.refuse(str(exc))
+            return None
+
+    def simulate(self) -> None:
+        ready = self._ready(self.sim_runner, self.runner)
+        if ready is None:
             return
+        layer, geometry, n, noise, key = ready
         self.sim_runner.start(self._job_simulate(layer, geometry, n, noise), "simulate projections",
                               on_result=lambda res: self._show_projections(layer, key, res))
 
     def _show_projections(self, layer, key, result) -> None:
         grid, ps = result
         self._simulation = (key, grid, ps)
-        name = f"{layer.name} [projections {ps.n_views}v]"
-        meta = result_metadata(layer, angles_deg=[float(a) for a in ps.angles],
-                               view_indices=[int(i) for i in ps.view_indices],
-                               sparse=ps.meta())
         pitch_u, pitch_v = ps.geometry.detector_pitch
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(ps.projections, name=name, scale=(1.0, pitch_v, pitch_u), metadata=meta,
-                              colormap="gray", visible=False)
+        meta = {"angles_deg": [float(a) for a in ps.angles],
+                "view_indices": [int(i) for i in ps.view_indices], "sparse": ps.meta()}
+        # one plane per view, in detector millimetres; not on the CT's grid
+        add_result_image(self.viewer, ps.projections, layer, f"{layer.name} [projections {ps.n_views}v]",
+                         metadata=meta, scale=(1.0, pitch_v, pitch_u), translate=(0.0, 0.0, 0.0),
+                         colormap="gray", visible=False)
         self.status.setText(f"{ps.n_views} views at {', '.join(f'{a:.0f}' for a in ps.angles)} deg")
 
     # --------------------------------------------------------- reconstruct
     def reconstruct(self) -> None:
-        try:
-            layer, geometry, n, noise, key = self._settings()
-        except ConfigError as exc:
-            self.status.setText(str(exc))
+        ready = self._ready(self.runner, self.sim_runner)
+        if ready is None:
             return
+        layer, geometry, n, noise, key = ready
         method = self.method_combo.currentText()
         options: Dict[str, Any] = {}
         if method == "sart":
@@ -219,16 +188,15 @@ class SparseViewWidget(QWidget):
 
         grid, ps, out, metrics, seconds = result
         self._simulation = (key, grid, ps)
-        name = f"{layer.name} [sparse {method} {ps.n_views}v]"
-        meta = result_metadata(layer, method=method, views=ps.n_views, psnr=metrics["psnr"],
-                               ssim=metrics["ssim"], seconds=seconds, options={k: str(v) for k, v in options.items()},
-                               geometry=out.geometry_dict(), sparse_geometry=ps.geometry.to_dict(),
-                               unit="HU (window of the geometry)")
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(unit_to_hu(out.array, ps.geometry.window), name=name, scale=out.napari_scale(),
-                              translate=out.napari_translate(), metadata=meta,
-                              contrast_limits=tuple(layer.contrast_limits), colormap="gray")
+        meta = dict(method=method, views=ps.n_views, psnr=metrics["psnr"], ssim=metrics["ssim"],
+                    seconds=seconds, options={k: str(v) for k, v in options.items()},
+                    geometry=out.geometry_dict(), sparse_geometry=ps.geometry.to_dict(),
+                    unit="HU (window of the geometry)")
+        # on the reconstruction grid, placed in the CT's world coordinates
+        add_result_image(self.viewer, unit_to_hu(out.array, ps.geometry.window), layer,
+                         f"{layer.name} [sparse {method} {ps.n_views}v]", metadata=meta,
+                         scale=out.napari_scale(), translate=out.napari_translate(),
+                         contrast_limits=tuple(layer.contrast_limits), colormap="gray")
         self.metrics_label.setText(
             f"{method.upper()}, {ps.n_views} views: PSNR {metrics['psnr']:.2f} dB   SSIM {metrics['ssim']:.4f}"
             f"\n(vs the CT on the {ps.geometry.grid_size}^3 grid in [0, 1], {seconds:.1f} s)")

@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ConfigError, VolumeReadError
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from ..window import HUWindow
+from .augment import augment_case, draw_params
 from .conditioning import LatentMask, mask_to_latent, parse_findings
 from .manifest import read_manifest
 from .vocab import vocabulary
@@ -70,6 +71,24 @@ def _save_cond(path: Path, organs: LatentMask, disease: Optional[LatentMask], me
     os.replace(tmp, path)
 
 
+def _case_key(entry: Dict[str, Any]) -> str:
+    """Identity of a cached case: source files + augmentation parameters (None = original)."""
+    return json.dumps([entry["image"], entry["organ_mask"], entry.get("disease_mask"), entry.get("augment")],
+                      sort_keys=True)
+
+
+def _read_row(row) -> tuple:
+    """(CT volume, organ array, lesion array or None) of a manifest row, display orientation."""
+    from ..io import read_labels, read_volume
+
+    ct = read_volume(row.image).to_display()
+    organs = read_labels(row.organ_mask).to_display()
+    if organs.shape != ct.shape:
+        raise VolumeReadError(f"{row.organ_mask}: shape {organs.shape} differs from CT {ct.shape}")
+    disease = read_labels(row.disease_mask).to_display().array if row.disease_mask is not None else None
+    return ct, organs.array, disease
+
+
 def build_cache(
     manifest: Union[str, Path],
     cache_dir: Union[str, Path],
@@ -79,6 +98,8 @@ def build_cache(
     device: str = "auto",
     batch_size: int = 8,
     overwrite: bool = False,
+    augment: int = 0,
+    seed: int = 0,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Path:
@@ -86,11 +107,15 @@ def build_cache(
 
     Cases already in the folder with the same source files and VAE are kept
     (a cache can be extended by re-running with a longer manifest).
+    ``augment`` > 0 adds that many augmented copies of every case (flip with
+    left/right label swap, shift, zoom, rotation; see ``augment.py``), drawn
+    from ``seed`` and the row number, so the same options give the same cache.
     """
-    from ..io import read_labels, read_volume
     from ..latents import encode_volume, load_latents, save_latents
     from ..vae import load_vae
 
+    if int(augment) < 0:
+        raise ConfigError(f"augment {augment}: the number of augmented copies cannot be negative")
     rows = read_manifest(manifest)  # every row checked before any encoding
     out = Path(cache_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,53 +126,62 @@ def build_cache(
     if old and (old.get("vae", {}).get("spec") != vae_info["spec"] or old.get("hu_window") != window.as_list()):
         raise ConfigError(f"{out}: cache was built with VAE {old.get('vae', {}).get('spec')!r} and window "
                           f"{old.get('hu_window')}; use another folder or --overwrite")
-    known = {(c["image"], c["organ_mask"], c.get("disease_mask")): c for c in old.get("cases", [])}
-    tracker = Tracker(len(rows), "cases", progress, cancel)
+    known = {_case_key(c): c for c in old.get("cases", [])}
+    tracker = Tracker(len(rows) * (1 + int(augment)), "cases", progress, cancel)
     cases: List[Dict[str, Any]] = []
     sums = np.zeros(model.latent_channels, np.float64)
     sq = np.zeros(model.latent_channels, np.float64)
     count = 0
     for n, row in enumerate(rows):
-        key = (str(row.image), str(row.organ_mask), str(row.disease_mask) if row.disease_mask else None)
-        name = f"case_{n:04d}"
-        entry = known.get(key)
-        if entry is not None and (out / f"{entry['name']}.latents.safetensors").is_file():
-            lv = load_latents(out / f"{entry['name']}.latents.safetensors")
-            entry = dict(entry, report=row.report, findings=parse_findings(row.report).tolist())
-            name = entry["name"]
-        else:
-            ct = read_volume(row.image).to_display()
-            organs_vol = read_labels(row.organ_mask).to_display()
-            if organs_vol.shape != ct.shape:
-                raise VolumeReadError(f"{row.organ_mask}: shape {organs_vol.shape} differs from CT {ct.shape}")
-            lv = encode_volume(ct, model, window, batch_size=batch_size, cancel=cancel)
-            lv.vae = vae_info
-            f = model.spatial_factor
-            organs = mask_to_latent(organs_vol.array, f, lv.padded_hw)
-            disease = None
-            if row.disease_mask is not None:
-                disease = mask_to_latent(read_labels(row.disease_mask).to_display().array, f, lv.padded_hw)
-            findings = parse_findings(row.report)
-            save_latents(lv, out / f"{name}.latents.safetensors")
-            entry = {
-                "name": name, "image": key[0], "organ_mask": key[1], "disease_mask": key[2],
-                "report": row.report, "report_source": row.report_source,
-                "findings": findings.tolist(), "shape_zyx": list(ct.shape),
-                "latent_shape": list(lv.latents.shape[1:]), "spacing_xyz": list(ct.spacing),
-            }
-            _save_cond(out / f"{name}.cond.safetensors", organs, disease, {"name": name})
-        lat = lv.latents[0].astype(np.float64)
-        sums += lat.sum(axis=(1, 2, 3))
-        sq += (lat ** 2).sum(axis=(1, 2, 3))
-        count += lat[0].size
-        cases.append(entry)
-        tracker.advance()
+        base = (str(row.image), str(row.organ_mask), str(row.disease_mask) if row.disease_mask else None)
+        loaded: Optional[tuple] = None  # (ct, organs, disease) arrays, read once per row when needed
+        for copy in range(1 + int(augment)):
+            params = None
+            if copy:
+                rng = np.random.default_rng([int(seed), n, copy])
+                loaded = loaded or _read_row(row)
+                params = draw_params(rng, tuple(loaded[0].shape[1:]))
+            name = f"case_{n:04d}" if not copy else f"case_{n:04d}_aug{copy:02d}"
+            aug = None if params is None else dict(params.as_dict(), copy=copy, seed=int(seed))
+            key = _case_key({"image": base[0], "organ_mask": base[1], "disease_mask": base[2], "augment": aug})
+            entry = known.get(key)
+            if entry is not None and (out / f"{entry['name']}.latents.safetensors").is_file():
+                lv = load_latents(out / f"{entry['name']}.latents.safetensors")
+                entry = dict(entry, report=row.report, findings=parse_findings(row.report).tolist())
+            else:
+                loaded = loaded or _read_row(row)
+                ct_vol, org_arr, dis_arr = loaded
+                if params is not None:
+                    ct_arr, org_arr, dis_arr = augment_case(ct_vol.array, org_arr, dis_arr, params)
+                    ct_vol = ct_vol.with_array(ct_arr)
+                lv = encode_volume(ct_vol, model, window, batch_size=batch_size, cancel=cancel)
+                lv.vae = vae_info
+                f = model.spatial_factor
+                organs = mask_to_latent(org_arr, f, lv.padded_hw)
+                disease = None if dis_arr is None else mask_to_latent(dis_arr, f, lv.padded_hw)
+                findings = parse_findings(row.report)
+                save_latents(lv, out / f"{name}.latents.safetensors")
+                entry = {
+                    "name": name, "image": base[0], "organ_mask": base[1], "disease_mask": base[2],
+                    "report": row.report, "report_source": row.report_source,
+                    "findings": findings.tolist(), "shape_zyx": list(ct_vol.shape),
+                    "latent_shape": list(lv.latents.shape[1:]), "spacing_xyz": list(ct_vol.spacing),
+                    "augment": aug,
+                }
+                _save_cond(out / f"{name}.cond.safetensors", organs, disease, {"name": name})
+            lat = lv.latents[0].astype(np.float64)
+            sums += lat.sum(axis=(1, 2, 3))
+            sq += (lat ** 2).sum(axis=(1, 2, 3))
+            count += lat[0].size
+            cases.append(entry)
+            tracker.advance()
     mean = sums / count
     std = np.sqrt(np.maximum(sq / count - mean ** 2, 1e-12))
     _atomic_json({
         "format_version": CACHE_VERSION, "manifest": str(Path(manifest).resolve()),
         "vae": vae_info, "hu_window": window.as_list(), "vocabulary": vocabulary(),
-        "latent_mean": mean.tolist(), "latent_std": std.tolist(), "cases": cases,
+        "latent_mean": mean.tolist(), "latent_std": std.tolist(),
+        "augment": {"copies": int(augment), "seed": int(seed)}, "cases": cases,
     }, index_path)
     return out
 

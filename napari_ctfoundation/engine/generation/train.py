@@ -58,6 +58,14 @@ class TrainConfig:
     preview_every: int = 250
     preview_steps: int = 10
     threads: Optional[int] = None  # torch CPU threads (None: leave as is)
+    # Rare classes: probability that a window is centred on a cell of a class
+    # drawn uniformly from the classes in the cache (nnU-Net-style
+    # oversampling), and a loss weight per latent cell
+    # 1 + sum_k fraction_k (c_k - 1), c_k = clip((mean class mass / mass_k)^power, 1, max).
+    balance_classes: float = 0.0
+    class_weight_power: float = 0.0
+    class_weight_max: float = 5.0
+    init_from: Optional[str] = None  # warm start: a model folder (or "demo") with the same denoiser config
 
     def __post_init__(self) -> None:
         self.crop = tuple(int(c) for c in self.crop)  # type: ignore[assignment]
@@ -66,9 +74,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("p_drop_mask", "p_drop_text"):
+        for name in ("p_drop_mask", "p_drop_text", "balance_classes"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 raise ConfigError(f"{name} must be within [0, 1]")
+        if self.class_weight_power < 0 or self.class_weight_max < 1:
+            raise ConfigError("class_weight_power must be >= 0 and class_weight_max >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
 
@@ -106,16 +116,59 @@ class WindowSampler:
     """Random latent windows with their conditions, as numpy batches."""
 
     def __init__(self, cases: List[CachedCase], tokens: np.ndarray, crop: Sequence[int],
-                 mean: np.ndarray, std: np.ndarray, n_organs: int, n_lesions: int, seed: int) -> None:
+                 mean: np.ndarray, std: np.ndarray, n_organs: int, n_lesions: int, seed: int,
+                 balance: float = 0.0, weight_power: float = 0.0, weight_max: float = 5.0) -> None:
         self.cases = cases
         self.tokens = tokens  # (n_cases, L, D)
         self.crop = tuple(crop)
         self.rng = np.random.default_rng(seed)
         self.n_organs, self.n_lesions = n_organs, n_lesions
+        self.balance = float(balance)
         self.latents = [((c.latents - mean[:, None, None, None]) / std[:, None, None, None]).astype(np.float32)
                         for c in cases]
         self.conds = [condition_tensor(c.organs, c.disease, c.latents.shape[1:], n_organs, n_lesions)
                       for c in cases]
+        # class mass (sum of fractions over all cells of all cases), channel 0 = indicator
+        mass = np.sum([c[1:].sum(axis=(1, 2, 3)) for c in self.conds], axis=0)
+        self.present = np.nonzero(mass > 0)[0] + 1  # condition channels of classes in the cache
+        self.class_weights = np.ones(len(mass) + 1, np.float32)
+        if weight_power > 0 and len(self.present):
+            ref = mass[self.present - 1].mean()
+            c = np.clip((ref / np.maximum(mass[self.present - 1], 1e-6)) ** weight_power, 1.0, weight_max)
+            self.class_weights[self.present] = c
+        self.weighted = weight_power > 0
+        # cells where each class is the majority (or at least present), for centred windows
+        self.centres: Dict[int, List[Tuple[int, np.ndarray]]] = {}
+        if self.balance > 0:
+            for ch in self.present:
+                for i, cond in enumerate(self.conds):
+                    frac = cond[ch]
+                    cells = np.argwhere(frac >= 0.5)
+                    if not len(cells):
+                        cells = np.argwhere(frac > 0)
+                    if len(cells):
+                        self.centres.setdefault(int(ch), []).append((i, cells))
+
+    def cell_weights(self, cond: np.ndarray) -> np.ndarray:
+        """(1, t, h, w) loss weight: 1 + sum_k fraction_k (c_k - 1)."""
+        extra = np.tensordot(self.class_weights[1:] - 1.0, cond[1:], axes=(0, 0))
+        return (1.0 + extra)[None].astype(np.float32)
+
+    def _start(self, i: int) -> Tuple[int, int, int]:
+        """Window origin: random, or (with probability ``balance``) around a cell of a random class."""
+        t, h, w = self.latents[i].shape[1:]
+        if self.centres and self.rng.random() < self.balance:
+            ch = list(self.centres)[int(self.rng.integers(len(self.centres)))]
+            options = self.centres[ch]
+            i, cells = options[int(self.rng.integers(len(options)))]
+            t, h, w = self.latents[i].shape[1:]
+            cell = cells[int(self.rng.integers(len(cells)))]
+            # the cell lands anywhere inside the window, not always in its centre
+            starts = [int(np.clip(c - self.rng.integers(0, k), 0, max(n - k, 0)))
+                      for c, k, n in zip(cell, self.crop, (t, h, w))]
+            return i, tuple(starts)  # type: ignore[return-value]
+        return i, tuple(int(self.rng.integers(0, max(n - c, 0) + 1))  # type: ignore[return-value]
+                        for n, c in zip((t, h, w), self.crop))
 
     def batch(self, size: int) -> Dict[str, np.ndarray]:
         ct, ch, cw = self.crop
@@ -128,16 +181,16 @@ class WindowSampler:
             "findings": np.zeros((size, len(self.cases[0].findings)), np.float32),
         }
         for b in range(size):
-            i = int(self.rng.integers(len(self.cases)))
+            i, (st, sh, sw) = self._start(int(self.rng.integers(len(self.cases))))
             lat, cond = self.latents[i], self.conds[i]
-            t, h, w = lat.shape[1:]
-            st, sh, sw = (int(self.rng.integers(0, max(n - c, 0) + 1)) for n, c in zip((t, h, w), (ct, ch, cw)))
             sl = (slice(st, st + ct), slice(sh, sh + ch), slice(sw, sw + cw))
             piece = lat[(slice(None),) + sl]
             nt, nh, nw = piece.shape[1:]
             out["x"][b, :, :nt, :nh, :nw] = piece
             out["cond"][b, :, :nt, :nh, :nw] = cond[(slice(None),) + sl]
-            out["valid"][b, :, :nt, :nh, :nw] = 1.0
+            # "valid" doubles as the loss weight (0 on padding)
+            out["valid"][b, :, :nt, :nh, :nw] = (self.cell_weights(cond[(slice(None),) + sl])
+                                                  if self.weighted else 1.0)
             out["tokens"][b] = self.tokens[i]
             out["findings"][b] = self.cases[i].findings
         return out
@@ -220,6 +273,8 @@ def train(
     sched_cfg = scheduler_config(cfg.prediction_type)
     noise_sched = training_scheduler(sched_cfg)
     model = ConditionalDenoiser(dcfg)
+    if cfg.init_from and (not resume or _latest_checkpoint(out) is None):
+        _warm_start(model, cfg.init_from, dcfg)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_lambda = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))  # noqa: E731
@@ -242,7 +297,8 @@ def train(
     mean = np.asarray(index["latent_mean"], np.float32)
     std = np.asarray(index["latent_std"], np.float32)
     data = WindowSampler(cases, tokens, cfg.crop, mean, std, dcfg["n_organs"], dcfg["n_lesions"],
-                         cfg.seed * 1000 + accelerator.process_index + step)
+                         cfg.seed * 1000 + accelerator.process_index + step, balance=cfg.balance_classes,
+                         weight_power=cfg.class_weight_power, weight_max=cfg.class_weight_max)
     drop_rng = np.random.default_rng(cfg.seed + 7 + step)
     tracker = Tracker(cfg.steps, "steps", progress, cancel)
     tracker.done = min(step, cfg.steps)
@@ -311,6 +367,20 @@ def train(
         log.close()
     accelerator.wait_for_everyone()
     return TrainResult(out / "model", step, last, time.perf_counter() - started, resumed)
+
+
+def _warm_start(model, spec: str, dcfg: Dict[str, Any]) -> None:
+    """Start from the (EMA) weights of a saved pipeline with the same denoiser config."""
+    from safetensors.torch import load_file
+
+    from .pipeline import CONFIG_NAME, WEIGHTS_NAME, resolve_model_dir
+
+    folder = resolve_model_dir(spec)
+    theirs = json.loads((folder / CONFIG_NAME).read_text())["denoiser"]
+    if theirs != dcfg:
+        raise ConfigError(f"--init-from {spec}: its denoiser config differs from this run's "
+                          "(same --channels/--attention/... and text encoder needed)")
+    model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
 
 
 def _checkpoint(accelerator, ema: EMA, out: Path, step: int, dcfg: Dict[str, Any], keep: int) -> None:

@@ -24,19 +24,55 @@ BODY_HU = -500.0  # voxels above this are "body" when centring the grid
 
 @dataclass(frozen=True)
 class Augment:
-    """Rigid augmentation applied while resampling (training only)."""
+    """Random geometric augmentation applied while resampling (training only).
+
+    ``zoom`` scales the anatomy about the body centre (patients differ in
+    size); ``slab_mm`` keeps only a z-slab of the body (the rest becomes air),
+    like a short scan range: clinical series often cover a few centimetres,
+    and a network trained only on long ranges meets them out of distribution.
+    """
 
     rotation_deg: float = 0.0  # about the patient z (rotation) axis
     shift_mm: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # grid centre offset (x, y, z)
     flip_x: bool = False
+    zoom: float = 1.0
+    slab_mm: Optional[float] = None  # thickness of the kept z-slab; None keeps everything
+    slab_position: float = 0.5  # slab centre as a fraction of the body's z extent
 
     @classmethod
-    def random(cls, rng: np.random.Generator, max_rotation: float = 15.0, max_shift: float = 20.0) -> "Augment":
-        return cls(
-            rotation_deg=float(rng.uniform(-max_rotation, max_rotation)),
-            shift_mm=tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 3)),
-            flip_x=bool(rng.random() < 0.5),
-        )
+    def random(
+        cls,
+        rng: np.random.Generator,
+        max_rotation: float = 15.0,
+        max_shift: float = 20.0,
+        zoom_range: Tuple[float, float] = (0.9, 1.35),
+        slab_probability: float = 0.5,
+        slab_range_mm: Tuple[float, float] = (25.0, 80.0),
+    ) -> "Augment":
+        rotation = float(rng.uniform(-max_rotation, max_rotation))
+        shift = tuple(float(v) for v in rng.uniform(-max_shift, max_shift, 3))
+        flip = bool(rng.random() < 0.5)
+        zoom = float(rng.uniform(*zoom_range))
+        slab = float(rng.uniform(*slab_range_mm)) if rng.random() < slab_probability else None
+        return cls(rotation_deg=rotation, shift_mm=shift, flip_x=flip, zoom=zoom,
+                   slab_mm=slab, slab_position=float(rng.uniform(0.0, 1.0)))
+
+
+def keep_slab(hu: np.ndarray, spacing_z: float, thickness_mm: float, position: float) -> np.ndarray:
+    """Set every z-row of ``hu`` [z, y, x] outside a slab of the body to air.
+
+    The slab (``thickness_mm`` thick) is centred at ``position`` (0..1) of the
+    body's z extent; a volume with no body is returned unchanged.
+    """
+    rows = np.flatnonzero((hu > BODY_HU).any(axis=(1, 2)))
+    if rows.size == 0:
+        return hu
+    centre = rows[0] + position * (rows[-1] - rows[0])
+    half = 0.5 * thickness_mm / spacing_z
+    z = np.arange(hu.shape[0])
+    out = hu.copy()
+    out[(z < centre - half) | (z > centre + half)] = PAD_HU
+    return out
 
 
 def body_center(volume: Volume) -> np.ndarray:
@@ -90,11 +126,14 @@ def to_grid(
         image = sitk.SmoothingRecursiveGaussian(image, [max(s, 1e-3) for s in sigmas])
     n, sp = geometry.grid_size, geometry.grid_spacing
     out_center = center.copy()
-    transform = sitk.Euler3DTransform()
+    transform = sitk.AffineTransform(3)
     transform.SetCenter(tuple(center))
     if augment is not None:
         out_center = center + np.asarray(augment.shift_mm)
-        transform.SetRotation(0.0, 0.0, np.deg2rad(augment.rotation_deg))
+        c, s_ = np.cos(np.deg2rad(augment.rotation_deg)), np.sin(np.deg2rad(augment.rotation_deg))
+        rotation = np.array([[c, -s_, 0.0], [s_, c, 0.0], [0.0, 0.0, 1.0]])
+        # The transform maps output (grid) points to input (CT) points: zoom > 1 enlarges the anatomy.
+        transform.SetMatrix(tuple((rotation / augment.zoom).ravel()))
     origin = out_center + geometry.grid_origin()
     ref = sitk.Image([n, n, n], sitk.sitkFloat32)
     ref.SetSpacing([sp] * 3)
@@ -104,6 +143,8 @@ def to_grid(
     hu = sitk.GetArrayFromImage(resampled)
     if augment is not None and augment.flip_x:
         hu = hu[:, :, ::-1]
+    if augment is not None and augment.slab_mm is not None:
+        hu = keep_slab(hu, sp, augment.slab_mm, augment.slab_position)
     lo, hi = geometry.window
     unit = np.clip((hu - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
     return Volume(

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import ConfigError, VolumeReadError
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from .geometry import ConeBeamGeometry
+from .preprocess import BODY_HU
 from .simulate import NoiseModel
 
 STAGES = ("pretrain", "step1", "step2")
@@ -141,6 +142,7 @@ class TrainSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-2
     points: int = 10_000
+    body_points: float = 0.0  # fraction of points drawn inside the body (the rest uniform over the grid)
     views: Tuple[int, ...] = (6,)  # step1/step2 target view counts (one drawn per batch)
     min_views: int = 6  # HyViP range
     max_views: int = 24
@@ -157,6 +159,8 @@ class TrainSettings:
         self.views = tuple(int(v) for v in self.views)
         if self.epochs < 1 or self.batch_size < 1 or self.points < 1:
             raise ConfigError("--epochs, --batch-size and --points must be >= 1")
+        if not 0.0 <= self.body_points <= 1.0:
+            raise ConfigError(f"--body-points is a fraction in [0, 1], got {self.body_points}")
         if not 1 <= self.min_views <= self.max_views:
             raise ConfigError(f"HyViP view range [{self.min_views}, {self.max_views}] is empty")
 
@@ -178,6 +182,24 @@ def _batch_views(projections, candidates: np.ndarray, n: int, rng, random_offset
     proj = torch.stack([projections[i, idx_t[i]] for i in range(b)])
     ang = torch.as_tensor(candidates[idx], dtype=torch.float32, device=projections.device)
     return proj, ang
+
+
+def _draw_points(vols, settings: TrainSettings, body_level: float, rng: np.random.Generator) -> np.ndarray:
+    """(B, points) flat voxel indices: ``body_points`` of them inside the body, the rest uniform.
+
+    Most of the grid is air that every method gets right; drawing part of the
+    points in the body spends the loss where the anatomy is.
+    """
+    b = vols.shape[0]
+    n_total = vols[0].numel()
+    n_body = int(round(settings.points * settings.body_points))
+    out = rng.integers(0, n_total, (b, settings.points))
+    if n_body:
+        for i in range(b):
+            inside = np.flatnonzero(vols[i].reshape(-1).cpu().numpy() > body_level)
+            if inside.size:
+                out[i, :n_body] = inside[rng.integers(0, inside.size, n_body)]
+    return out
 
 
 # --------------------------------------------------------------- training
@@ -232,6 +254,8 @@ def train_dice(
     data = CachedVolumes(cache_files, geometry)
     candidates = geometry.candidate_angles
     pts_all = grid_points(geometry)
+    lo, hi = geometry.window
+    body_level = (BODY_HU - lo) / (hi - lo)  # normalised value of the body threshold
 
     accelerator = Accelerator(cpu=device == "cpu")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -282,7 +306,7 @@ def train_dice(
                     n = int(rng.choice(settings.views))
                 proj2d, ang2d = _batch_views(proj_all, candidates, n, rng, settings.random_offset)
                 # Points: random voxel centres, the target is the voxel value.
-                idx = torch.as_tensor(rng.integers(0, pts_all.shape[0], (b, settings.points)), device=vols.device)
+                idx = torch.as_tensor(_draw_points(vols, settings, body_level, rng), device=vols.device)
                 points = pts_all.to(vols.device)[idx]
                 target = torch.stack([vols[i].reshape(-1)[idx[i]] for i in range(b)])
                 feat_loss = torch.zeros((), device=vols.device)
