@@ -35,7 +35,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from napari_ctfoundation.engine.io import read_volume
-    from napari_ctfoundation.engine.sparse.dice.checkpoint import dice_predict, resolve_device
+    from napari_ctfoundation.engine.sparse.dice.checkpoint import dice_predict
     from napari_ctfoundation.engine.sparse.dice.config import DiCEConfig
     from napari_ctfoundation.engine.sparse.dice.model import DiCE, parameter_count
     from napari_ctfoundation.engine.sparse.geometry import get_preset
@@ -43,6 +43,7 @@ def main() -> None:
     from napari_ctfoundation.engine.sparse.metrics import sparse_metrics
     from napari_ctfoundation.engine.sparse.preprocess import to_grid
     from napari_ctfoundation.engine.sparse.simulate import simulate_projections
+    from napari_ctfoundation.engine.vae import resolve_device
 
     geo = get_preset(args.preset)
     print(f"geometry {geo.name}: grid {geo.grid_size}^3 at {geo.grid_spacing} mm, detector "

@@ -12,7 +12,7 @@ from napari_ctfoundation.engine.errors import ConfigError, GeometryError, Volume
 from napari_ctfoundation.engine.io import read_volume
 from napari_ctfoundation.engine.sparse.geometry import PRESETS
 from napari_ctfoundation.engine.sparse.metrics import psnr, sparse_metrics, ssim3d
-from napari_ctfoundation.engine.sparse.preprocess import to_grid
+from napari_ctfoundation.engine.sparse.preprocess import PAD_HU, Augment, keep_slab, to_grid
 from napari_ctfoundation.engine.sparse.simulate import NoiseModel, ProjectionSet, simulate_projections
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +39,34 @@ def test_preprocessing_resamples_pads_and_scales(grid):
     lo = ct.affine_lps() @ np.array([0, 0, 0, 1.0])
     hi = ct.affine_lps() @ np.array([*(np.array(ct.shape[::-1]) - 1), 1.0])
     assert np.all(centre >= np.minimum(lo, hi)[:3] - 1) and np.all(centre <= np.maximum(lo, hi)[:3] + 1)
+
+
+def test_augmentation_zoom_enlarges_and_slab_keeps_a_short_range(grid):
+    ct = read_volume(ABDOMEN)
+    body = (grid.array > 0.25).sum()
+    zoomed = to_grid(ct, SMALL, augment=Augment(zoom=1.3)).array
+    # area scales with zoom^2 in-plane (z too: the zoom is isotropic), so clearly more body voxels
+    assert (zoomed > 0.25).sum() > 1.5 * body
+    shrunk = to_grid(ct, SMALL, augment=Augment(zoom=0.8)).array
+    assert (shrunk > 0.25).sum() < 0.8 * body
+    # a 30 mm slab of a 12.8 mm grid keeps at most 3 z-rows of body, everything else air
+    slab = to_grid(ct, SMALL, augment=Augment(slab_mm=30.0, slab_position=0.5)).array
+    rows = np.flatnonzero(slab.max(axis=(1, 2)) > 0)
+    full_rows = np.flatnonzero(grid.array.max(axis=(1, 2)) > 0)
+    assert 1 <= rows.size <= 3 < full_rows.size
+    assert rows.min() >= full_rows.min() and rows.max() <= full_rows.max()
+
+
+def test_keep_slab_positions_and_leaves_empty_volumes_alone():
+    hu = np.full((20, 4, 4), PAD_HU, np.float32)
+    hu[5:15] = 40.0  # body in rows 5..14
+    top = keep_slab(hu, 1.0, 2.0, 0.0)
+    assert np.flatnonzero(top.max(axis=(1, 2)) > PAD_HU).tolist() == [5, 6]
+    bottom = keep_slab(hu, 1.0, 2.0, 1.0)
+    assert np.flatnonzero(bottom.max(axis=(1, 2)) > PAD_HU).tolist() == [13, 14]
+    assert np.array_equal(hu[5:15], np.full((10, 4, 4), 40.0))  # input untouched
+    air = np.full((5, 2, 2), PAD_HU, np.float32)
+    assert np.array_equal(keep_slab(air, 1.0, 2.0, 0.5), air)
 
 
 def test_ct_too_small_for_the_grid_is_an_error():

@@ -40,6 +40,13 @@ def test_simulate_then_reconstruct_fdk_and_sart(make_napari_viewer, qtbot, nifti
     proj = viewer.layers["ct [projections 6v]"]
     assert proj.data.shape == (6, 32, 32)
     assert len(proj.metadata["angles_deg"]) == 6 and proj.metadata["angles_deg"][1] == pytest.approx(29.7)
+    # the stack stays inside the CT's world box (first view on the CT's first slice, centred in-plane),
+    # so napari's sliders keep the CT's range
+    ct = viewer.layers["ct"]
+    assert proj.translate[0] == pytest.approx(ct.translate[0]) and proj.scale[0] == pytest.approx(ct.scale[0])
+    ct_centre = np.asarray(ct.translate) + np.asarray(ct.scale) * (np.array(ct.data.shape) - 1) / 2
+    proj_centre = np.asarray(proj.translate) + np.asarray(proj.scale) * (np.array(proj.data.shape) - 1) / 2
+    assert np.allclose(proj_centre[1:], ct_centre[1:])
     for method in ("fdk", "sart"):
         widget.method_combo.setCurrentText(method)
         widget.iterations_spin.setValue(3)

@@ -70,7 +70,8 @@ def test_reconstruction_reports_progress_and_cancels(ct_crop, taef2):
     seen = []
     reconstruct_volume(ct_crop, taef2, batch_size=2, compute_metrics=False,
                        progress=lambda d, t, u: seen.append((d, t, u)))
-    assert seen[-1] == (12, 12, "slices") and all(u == "slices" for _, _, u in seen)
+    unit = "slice passes (encode + decode)"  # 6 slices, each encoded then decoded
+    assert seen[-1] == (12, 12, unit) and all(u == unit for _, _, u in seen)
     with pytest.raises(OperationCancelled, match="cancelled after 2 of 6 slices"):
         reconstruct_volume(ct_crop, taef2, batch_size=2, cancel=lambda: True)
 

@@ -31,11 +31,16 @@ class ReconstructionResult:
 
 
 def _two_stage_progress(progress: Optional[ProgressCallback], depth: int):
-    """Encode and decode each count their slices; report one 2*depth bar."""
+    """Encode and decode each count their slices; report one 2*depth bar.
+
+    Every slice passes twice (encoder, then decoder), so the unit says so:
+    "3/6 slice passes" for a 3-slice volume is half done, not 6 slices.
+    """
     if progress is None:
         return None, None
-    return (lambda done, total, unit: progress(done, 2 * depth, unit),
-            lambda done, total, unit: progress(depth + done, 2 * depth, unit))
+    unit = "slice passes (encode + decode)"
+    return (lambda done, total, _unit: progress(done, 2 * depth, unit),
+            lambda done, total, _unit: progress(depth + done, 2 * depth, unit))
 
 
 def versions() -> Dict[str, str]:

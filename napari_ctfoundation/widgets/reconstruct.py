@@ -168,9 +168,16 @@ class ReconstructionWidget(QWidget):
 
         def job(progress, cancel):
             from ..engine.reconstruct import reconstruct_volume
+            from ..engine.vae import resolve_device
 
+            # Cancel takes effect between forward passes. On CPU batching gains
+            # nothing (the bench's one-slice loop runs as fast), and a batch of
+            # 8 slices of 512^2 is about a minute on one thread: one slice per
+            # pass keeps Cancel responsive. GPUs keep the engine's batch.
+            device = resolve_device(settings["device"])
+            batch = 1 if device == "cpu" else 8
             return reconstruct_volume(
-                volume, settings["vae"], settings["window"], device=settings["device"],
+                volume, settings["vae"], settings["window"], device=device, batch_size=batch,
                 subfolder=settings["subfolder"], progress=progress, cancel=cancel)
 
         self.runner.start(job, f"VAE reconstruction of {layer.name}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+import numpy as np
 from qtpy.QtWidgets import QCheckBox, QLineEdit, QWidget
 
 from ..engine.errors import ConfigError
@@ -30,6 +31,24 @@ def _shipped_geometry_name() -> str:
         return read_checkpoint_meta(SHIPPED)["config"]["geometry"]["name"]
     except Exception:  # noqa: BLE001 - no shipped checkpoint: fall back to the paper preset
         return "deepsparse"
+
+
+def projection_placement(layer, ps):
+    """(scale, translate) that keep a projection stack inside the CT layer's world box.
+
+    A stack is not on the CT's grid (one plane per view, detector pixels),
+    but napari has one world for all layers: placed at the origin it would
+    stretch the sliders far beyond the CT (e.g. -804..6 mm for a CT at
+    z = -804 mm). So view k sits at the CT's slice k and the detector, in
+    millimetres, is centred on the CT in-plane.
+    """
+    pitch_u, pitch_v = ps.geometry.detector_pitch
+    n_v, n_u = ps.projections.shape[1:]
+    ct_scale, ct_origin = np.asarray(layer.scale, float)[-3:], np.asarray(layer.translate, float)[-3:]
+    centre = ct_origin + ct_scale * (np.asarray(layer.data.shape[-3:]) - 1) / 2
+    scale = (ct_scale[0], pitch_v, pitch_u)
+    translate = (ct_origin[0], centre[1] - pitch_v * (n_v - 1) / 2, centre[2] - pitch_u * (n_u - 1) / 2)
+    return scale, translate
 
 
 class SparseViewWidget(QWidget):
@@ -144,13 +163,12 @@ class SparseViewWidget(QWidget):
     def _show_projections(self, layer, key, result) -> None:
         grid, ps = result
         self._simulation = (key, grid, ps)
-        pitch_u, pitch_v = ps.geometry.detector_pitch
+        scale, translate = projection_placement(layer, ps)
         meta = {"angles_deg": [float(a) for a in ps.angles],
-                "view_indices": [int(i) for i in ps.view_indices], "sparse": ps.meta()}
-        # one plane per view, in detector millimetres; not on the CT's grid
+                "view_indices": [int(i) for i in ps.view_indices], "sparse": ps.meta(),
+                "placement": "view k at the CT's slice k; detector millimetres, centred on the CT"}
         add_result_image(self.viewer, ps.projections, layer, f"{layer.name} [projections {ps.n_views}v]",
-                         metadata=meta, scale=(1.0, pitch_v, pitch_u), translate=(0.0, 0.0, 0.0),
-                         colormap="gray", visible=False)
+                         metadata=meta, scale=scale, translate=translate, colormap="gray", visible=False)
         self.status.setText(f"{ps.n_views} views at {', '.join(f'{a:.0f}' for a in ps.angles)} deg")
 
     # --------------------------------------------------------- reconstruct

@@ -220,7 +220,8 @@ def train_dice(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .dice.checkpoint import load_dice, read_checkpoint_meta, resolve_device, save_dice
+    from ..vae import resolve_device
+    from .dice.checkpoint import load_dice, read_checkpoint_meta, save_dice
     from .dice.model import DiCE, grid_points
 
     out_dir = Path(out_dir)

@@ -20,14 +20,6 @@ WEIGHTS_FILE = "model.safetensors"
 SHIPPED = Path(__file__).resolve().parents[3] / "data" / "dice"
 
 
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def save_dice(model, folder: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> Path:
     from safetensors.torch import save_file
 

@@ -23,7 +23,8 @@ def dice(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Volume:
-    from ..dice.checkpoint import SHIPPED, check_geometry, dice_predict, load_dice, resolve_device
+    from ...vae import resolve_device
+    from ..dice.checkpoint import SHIPPED, check_geometry, dice_predict, load_dice
 
     device = resolve_device(device)
     folder = Path(checkpoint) if checkpoint is not None else SHIPPED
