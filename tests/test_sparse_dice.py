@@ -24,7 +24,7 @@ from napari_ctfoundation.engine.sparse.dice.config import DiCEConfig  # noqa: E4
 from napari_ctfoundation.engine.sparse.dice.model import DiCE, parameter_count  # noqa: E402
 from napari_ctfoundation.engine.sparse.geometry import PRESETS  # noqa: E402
 from napari_ctfoundation.engine.sparse.simulate import NoiseModel  # noqa: E402
-from napari_ctfoundation.engine.sparse.train import TrainSettings, build_cache, train_dice  # noqa: E402
+from napari_ctfoundation.engine.sparse.train import TrainSettings, _draw_points, build_cache, train_dice  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ABDOMEN = ROOT / "sample_data" / "ct_abdomen_3mm" / "ct.nii.gz"
@@ -122,3 +122,20 @@ def test_shipped_checkpoint_loads():
     model = load_dice(SHIPPED)
     assert model.config.geo.name == "deepsparse-64"
     assert (SHIPPED / "model.safetensors").stat().st_size < 30e6
+
+
+def test_body_points_land_in_and_near_the_body():
+    vols = torch.zeros(2, 16, 16, 16)
+    vols[:, 6:10, 6:10, 6:10] = 0.5  # a body cube; air elsewhere
+    body = (vols[0] > 0.25).reshape(-1).numpy()
+    rng = np.random.default_rng(0)
+    inside = _draw_points(vols, TrainSettings(points=500, body_points=1.0, body_margin=0), 0.25, rng)
+    assert body[inside].all()
+    near = _draw_points(vols, TrainSettings(points=500, body_points=1.0, body_margin=2), 0.25, rng)
+    z, y, x = np.unravel_index(near, (16, 16, 16))
+    assert all(((4 <= c) & (c <= 11)).all() for c in (z, y, x))  # within 2 voxels of the cube
+    assert not body[near].all() and body[near].any()  # the margin's air is sampled too
+    half = _draw_points(vols, TrainSettings(points=1000, body_points=0.5, body_margin=0), 0.25, rng)
+    assert body[half[:, :500]].all() and body[half[:, 500:]].mean() < 0.2  # the rest uniform (cube = 1.6 %)
+    with pytest.raises(ConfigError, match="body-margin"):
+        TrainSettings(body_margin=-1)

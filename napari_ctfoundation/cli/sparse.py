@@ -92,7 +92,9 @@ def register(subparsers) -> None:
         p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
         p.add_argument("--points", type=int, default=10000, help="points sampled per volume (default 10000)")
         p.add_argument("--body-points", type=float, default=0.0,
-                       help="fraction of the points drawn inside the body (default 0: uniform)")
+                       help="fraction of the points drawn in or near the body (default 0: uniform)")
+        p.add_argument("--body-margin", type=int, default=2,
+                       help="'near the body' = within this many grid voxels of it (default 2)")
         p.add_argument("--feature-weight", type=float, default=1.0, help="step 2 feature loss weight")
         p.add_argument("--augment", type=int, default=0, help="random augmented copies per CT (flip, rotation, shift, zoom, short z-slab)")
         p.add_argument("--cache", help="simulation cache folder (default OUT/../sparse_cache)")
@@ -225,7 +227,8 @@ def cmd_train(args) -> int:
         config = None if init_meta else _dice_config(args.config, geometry)
         min_views, max_views = args.min_views, args.max_views
     settings = TrainSettings(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             points=args.points, body_points=args.body_points, views=tuple(_int_list(args.views, "--views")),
+                             points=args.points, body_points=args.body_points, body_margin=args.body_margin,
+                             views=tuple(_int_list(args.views, "--views")),
                              min_views=min_views, max_views=max_views, feature_weight=args.feature_weight,
                              max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
                              device=args.device)

@@ -142,7 +142,8 @@ class TrainSettings:
     lr: float = 1e-4
     weight_decay: float = 1e-2
     points: int = 10_000
-    body_points: float = 0.0  # fraction of points drawn inside the body (the rest uniform over the grid)
+    body_points: float = 0.0  # fraction of points drawn in or near the body (the rest uniform over the grid)
+    body_margin: int = 2  # "near": within this many voxels of the body, where edges blur into air
     views: Tuple[int, ...] = (6,)  # step1/step2 target view counts (one drawn per batch)
     min_views: int = 6  # HyViP range
     max_views: int = 24
@@ -161,6 +162,8 @@ class TrainSettings:
             raise ConfigError("--epochs, --batch-size and --points must be >= 1")
         if not 0.0 <= self.body_points <= 1.0:
             raise ConfigError(f"--body-points is a fraction in [0, 1], got {self.body_points}")
+        if self.body_margin < 0:
+            raise ConfigError(f"--body-margin is a number of voxels >= 0, got {self.body_margin}")
         if not 1 <= self.min_views <= self.max_views:
             raise ConfigError(f"HyViP view range [{self.min_views}, {self.max_views}] is empty")
 
@@ -185,18 +188,27 @@ def _batch_views(projections, candidates: np.ndarray, n: int, rng, random_offset
 
 
 def _draw_points(vols, settings: TrainSettings, body_level: float, rng: np.random.Generator) -> np.ndarray:
-    """(B, points) flat voxel indices: ``body_points`` of them inside the body, the rest uniform.
+    """(B, points) flat voxel indices: ``body_points`` of them in or near the body, the rest uniform.
 
     Most of the grid is air that every method gets right; drawing part of the
-    points in the body spends the loss where the anatomy is.
+    points in the body and the air just around it (``body_margin`` voxels)
+    spends the loss on the anatomy and on its edges, where a sparse-view
+    network's blur halo costs the most.
     """
+    import torch.nn.functional as F
+
     b = vols.shape[0]
     n_total = vols[0].numel()
     n_body = int(round(settings.points * settings.body_points))
     out = rng.integers(0, n_total, (b, settings.points))
     if n_body:
+        near = (vols.reshape(b, 1, *vols.shape[-3:]) > body_level).float()
+        if settings.body_margin:
+            k = 2 * settings.body_margin + 1
+            near = F.max_pool3d(near, k, stride=1, padding=settings.body_margin)
+        near = near.reshape(b, -1).cpu().numpy() > 0
         for i in range(b):
-            inside = np.flatnonzero(vols[i].reshape(-1).cpu().numpy() > body_level)
+            inside = np.flatnonzero(near[i])
             if inside.size:
                 out[i, :n_body] = inside[rng.integers(0, inside.size, n_body)]
     return out
