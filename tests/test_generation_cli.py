@@ -81,7 +81,7 @@ def test_evaluate_reports_figures(trained, tmp_path, capsys):
     root, manifest, _ = trained
     out = tmp_path / "eval.json"
     assert main(["gen", "evaluate", str(root / "run" / "model"), str(manifest), "--steps", "2", "--guidance", "1,3",
-                 "--max-cases", "1", "--device", "cpu", "--edit-shifts", "3,-5", "--out", str(out)]) == 0
+                 "--max-cases", "1", "--device", "cpu", "--edit-shifts", "3,-5", "--seeds", "0,1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["by_guidance"]) == {"1.0", "3.0"}
     case = report["cases"][0]
@@ -94,6 +94,11 @@ def test_evaluate_reports_figures(trained, tmp_path, capsys):
     assert set(report["mask_edit_follow_ratio"]) == {"vs_original_generation", "vs_real_ct"}
     liver = case["real_organs"]["5"]
     assert liver["name"] == "liver" and -200 < liver["mean"] < 200
+    # per guidance: the organ means averaged over the seeds, checked against the real [p10, p90]
+    runs = [r["organs"]["liver"]["generated_mean"] for r in case["runs"] if r["guidance"] == 3.0]
+    summary = case["organs_over_seeds"]["3.0"]["liver"]
+    assert len(runs) == 2 and summary["seeds"] == 2 and summary["generated_mean"] == pytest.approx(np.mean(runs))
+    assert summary["mean_in_real_p10_p90"] == (liver["p10"] <= summary["generated_mean"] <= liver["p90"])
     printed = capsys.readouterr().out
     assert "guidance 3.0: adherence" in printed and "follow ratio" in printed
 

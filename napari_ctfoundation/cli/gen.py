@@ -255,14 +255,15 @@ def cmd_evaluate(args) -> int:
             print(f"  follow ratio (estimated / requested shift, 1 = follows, 0 = ignores): "
                   f"{case['follow_ratio_vs_original_generation']:.2f} vs unedited generation, "
                   f"{case['follow_ratio_vs_real_ct']:.2f} vs real CT")
-        first = case["runs"][0]["organs"]
-        for name in ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "vertebrae_L1", "vertebrae_T12",
-                     "lung_lower_lobe_right", "lung_lower_lobe_left"):
-            if name in first:
-                o = first[name]
-                print(f"  {name:24s} real {o['real_mean']:7.1f} HU [p10 {o['real_p10']:6.0f}, p90 {o['real_p90']:6.0f}]  "
-                      f"generated {o['generated_mean']:7.1f} HU ({'inside' if o['mean_in_real_p10_p90'] else 'OUTSIDE'})  "
-                      f"voxels in range {o['in_range']:.2f}")
+        for g, organs in case["organs_over_seeds"].items():
+            print(f"  guidance {g}, generated mean HU over {len(report['settings']['seeds'])} seed(s):")
+            for name in ("liver", "spleen", "kidney_left", "kidney_right", "aorta", "vertebrae_L1", "vertebrae_T12",
+                         "lung_lower_lobe_right", "lung_lower_lobe_left"):
+                if name in organs:
+                    o = organs[name]
+                    print(f"    {name:24s} real {o['real_mean']:7.1f} HU [p10 {o['real_p10']:6.0f}, p90 {o['real_p90']:6.0f}]"
+                          f"  generated {o['generated_mean']:7.1f} HU "
+                          f"({'inside' if o['mean_in_real_p10_p90'] else 'OUTSIDE'})")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=float))
         print(f"report written to {args.out}")

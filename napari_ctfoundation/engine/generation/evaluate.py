@@ -133,6 +133,22 @@ def follow_ratio(requested: Sequence[float], estimated: Sequence[float]) -> floa
     return float((r * e).sum() / (r * r).sum()) if (r * r).sum() > 0 else float("nan")
 
 
+def _organs_over_seeds(runs: Sequence[Dict[str, Any]], guidance_scales: Sequence[float]) -> Dict[float, Dict[str, Any]]:
+    """Per guidance scale and organ: the generated mean HU averaged over seeds, and whether
+    it lies inside the real organ's [p10, p90] (one seed is one draw: this is the steadier figure)."""
+    out: Dict[float, Dict[str, Any]] = {}
+    for g in guidance_scales:
+        mine = [r["organs"] for r in runs if r["guidance"] == g]
+        per: Dict[str, Any] = {}
+        for name, o in mine[0].items():
+            mean = float(np.mean([m[name]["generated_mean"] for m in mine]))
+            per[name] = {"real_mean": o["real_mean"], "real_p10": o["real_p10"], "real_p90": o["real_p90"],
+                         "generated_mean": mean, "seeds": len(mine),
+                         "mean_in_real_p10_p90": bool(o["real_p10"] <= mean <= o["real_p90"])}
+        out[g] = per
+    return out
+
+
 def vae_slice_features(volume_hu: np.ndarray, vae, window: HUWindow) -> np.ndarray:
     """(slices, 2C): channel means and std of each slice's frozen-VAE latent."""
     from ..latents import encode_volume
@@ -205,6 +221,7 @@ def evaluate_pipeline(
                                           for k, v in adh["per_organ"].items()},
                                       "seconds": res.seconds})
                 tracker.advance()
+        entry["organs_over_seeds"] = _organs_over_seeds(entry["runs"], guidance_scales)
         # determinism: the first run repeated with the same seed
         again = pipe.generate(organs, text, seed=seeds[0], steps=steps, sampler=sampler,
                               guidance=guidance_scales[0], cancel=cancel).volume.array
