@@ -210,3 +210,14 @@ def test_window_sampler_balances_rare_classes_and_weights_the_loss():
     assert cw.shape == (1, t, h, w) and cw[0, 14, 14, 14] == pytest.approx(weighted.class_weights[14])
     assert cw[0, 0, 0, 0] == 1.0 and cw[0, 0, 15, 0] == 1.0  # common class and background weigh 1
     assert plain.batch(2)["valid"].max() == 1.0  # no weighting: valid is the plain 0/1 mask
+
+
+def test_class_balancing_options_are_checked():
+    from napari_ctfoundation.engine.generation.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="balance_classes must be within"):
+        TrainConfig(balance_classes=1.5)
+    with pytest.raises(ConfigError, match="class_weight_power must be >= 0"):
+        TrainConfig(class_weight_power=-1.0)
+    with pytest.raises(ConfigError, match="class_weight_max >= 1"):
+        TrainConfig(class_weight_max=0.5)
