@@ -111,7 +111,7 @@ def register(subparsers) -> None:
     e = sub.add_parser("evaluate", help="HU statistics, mask adherence, Frechet distance, determinism, guidance effect")
     e.add_argument("model", help="'demo' or a model folder")
     e.add_argument("manifest", help="manifest of real CTs with organ masks and reports")
-    e.add_argument("--guidance", default="1,2", help="comma-separated guidance scales (default 1,2)")
+    e.add_argument("--guidance", default="1,1.5,2", help="comma-separated guidance scales (default 1,1.5,2)")
     e.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--sampler", default="ddim")
