@@ -12,10 +12,11 @@ import sys
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 from napari_ctfoundation.engine.io import read_labels
 from napari_ctfoundation.widgets.generation import ConditionalGenerationWidget
+
+from _screenshots import save_window, wait_for  # noqa: E402 - bench/ sibling
 
 
 def main(out: str = "docs/images/generation_widget.png") -> None:
@@ -35,18 +36,11 @@ def main(out: str = "docs/images/generation_widget.png") -> None:
     layer.refresh()
     widget.device_combo.setCurrentText("cpu")
     widget.run_button.click()
-    app = QApplication.instance()
-    while widget.runner.last_outcome is None:
-        app.processEvents()
-    print(widget.runner.last_outcome.status, widget.status.text())
+    wait_for(widget.runner)
     viewer.dims.set_point(0, viewer.layers["organs [generated]"].data.shape[0] // 2 * organs.spacing_zyx[0]
                           + organs.napari_translate()[0])
     layer.opacity = 0.25
-    viewer.window._qt_window.resize(1500, 900)
-    app.processEvents()
-    viewer.window._qt_window.grab().save(out)
-    print("saved", out)
-    viewer.close()
+    save_window(viewer, out, (1500, 900))
 
 
 if __name__ == "__main__":

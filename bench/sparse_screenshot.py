@@ -12,18 +12,12 @@ from __future__ import annotations
 import sys
 
 import napari
-from qtpy.QtWidgets import QApplication
 
 from napari_ctfoundation.engine.io import read_volume
 from napari_ctfoundation.engine.window import HUWindow
 from napari_ctfoundation.widgets.sparse import SparseViewWidget
 
-
-def _wait(runner) -> None:
-    app = QApplication.instance()
-    while runner.running or runner.last_outcome is None:
-        app.processEvents()
-    print(runner.last_outcome.status, runner.last_outcome.message)
+from _screenshots import save_window, wait_for  # noqa: E402 - bench/ sibling
 
 
 def main(out: str = "docs/images/sparse_widget.png") -> None:
@@ -36,26 +30,21 @@ def main(out: str = "docs/images/sparse_widget.png") -> None:
     widget.layer_combo.setCurrentText("ct")
     widget.views_combo.setCurrentText("6")
     widget.simulate_button.click()
-    _wait(widget.sim_runner)
+    wait_for(widget.sim_runner)
     lines = []
     for method in ("fdk", "sart", "dice"):
         widget.runner.last_outcome = None
         widget.method_combo.setCurrentText(method)
         widget.reconstruct_button.click()
-        _wait(widget.runner)
+        wait_for(widget.runner)
         lines.append(widget.metrics_label.text().splitlines()[0])
     print("\n".join(lines))
     widget.metrics_label.setText("\n".join(lines))
     grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid  # napari >= 0.9: canvas.grid
     grid.enabled, grid.shape = True, (1, 4)
     viewer.dims.set_point(0, ct.napari_translate()[0] + ct.shape[0] // 2 * ct.napari_scale()[0])
-    app = QApplication.instance()
-    viewer.window._qt_window.resize(1700, 800)
     viewer.reset_view()
-    app.processEvents()
-    viewer.window._qt_window.grab().save(out)
-    print("saved", out)
-    viewer.close()
+    save_window(viewer, out, (1700, 800))
 
 
 if __name__ == "__main__":
