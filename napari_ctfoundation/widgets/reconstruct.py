@@ -175,10 +175,10 @@ class ReconstructionWidget(QWidget):
             # 8 slices of 512^2 is about a minute on one thread: one slice per
             # pass keeps Cancel responsive. GPUs keep the engine's batch.
             device = resolve_device(settings["device"])
-            batch = 1 if device == "cpu" else 8
+            batch = {"batch_size": 1} if device == "cpu" else {}
             return reconstruct_volume(
-                volume, settings["vae"], settings["window"], device=device, batch_size=batch,
-                subfolder=settings["subfolder"], progress=progress, cancel=cancel)
+                volume, settings["vae"], settings["window"], device=device,
+                subfolder=settings["subfolder"], progress=progress, cancel=cancel, **batch)
 
         self.runner.start(job, f"VAE reconstruction of {layer.name}",
                           on_result=lambda result: self._show(layer, settings, result))
