@@ -221,3 +221,19 @@ def test_class_balancing_options_are_checked():
         TrainConfig(class_weight_power=-1.0)
     with pytest.raises(ConfigError, match="class_weight_max >= 1"):
         TrainConfig(class_weight_max=0.5)
+
+
+def test_learning_rate_schedules():
+    from napari_ctfoundation.engine.generation.train import TrainConfig, lr_factor
+
+    constant = lr_factor(TrainConfig(steps=100, warmup_steps=10))
+    cosine = lr_factor(TrainConfig(steps=100, warmup_steps=10, lr_schedule="cosine"))
+    assert constant(0) == pytest.approx(0.1) and cosine(0) == pytest.approx(0.1)  # shared warm-up
+    assert constant(10) == constant(99) == 1.0
+    assert cosine(10) == pytest.approx(1.0)
+    assert cosine(55) == pytest.approx(0.5)  # half-way through the decay
+    assert cosine(100) == pytest.approx(0.0, abs=1e-12)
+    values = [cosine(s) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")

@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--warmup-steps", type=int, default=50)
+    t.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                   help="after warm-up: constant, or cosine decay to 0 at --steps")
     t.add_argument("--crop", default="8,16,16", metavar="T,H,W", help="training window in latent cells (default 8,16,16)")
     t.add_argument("--prediction", default="eps", choices=("eps", "v"), help="eps or v prediction")
     t.add_argument("--mixed-precision", default="auto", choices=("auto", "no", "fp16", "bf16"))
@@ -163,7 +165,7 @@ def cmd_train(args) -> int:
         denoiser["use_findings"] = False
     cfg = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-        warmup_steps=args.warmup_steps, crop=tuple(_ints(args.crop, "--crop", 3)),
+        warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule, crop=tuple(_ints(args.crop, "--crop", 3)),
         prediction_type=args.prediction, mixed_precision=args.mixed_precision, device=args.device,
         seed=args.seed, text_encoder=args.text_encoder, max_tokens=args.max_tokens, denoiser=denoiser,
         p_drop_mask=args.p_drop_mask, p_drop_text=args.p_drop_text, ema_decay=args.ema_decay,

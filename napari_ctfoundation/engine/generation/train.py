@@ -18,6 +18,7 @@ slice of the first case) every ``preview_every`` steps.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,9 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    # "constant" after warm-up, or "cosine": decays to 0 at `steps`, which lets a
+    # long constant-rate run settle into a lower loss
+    lr_schedule: str = "constant"
     ema_decay: float = 0.999
     p_drop_mask: float = 0.1
     p_drop_text: float = 0.1
@@ -79,8 +83,28 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be within [0, 1]")
         if self.class_weight_power < 0 or self.class_weight_max < 1:
             raise ConfigError("class_weight_power must be >= 0 and class_weight_max >= 1")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(cfg: TrainConfig):
+    """Multiplier of ``cfg.lr`` per optimiser step: linear warm-up, then constant or cosine to 0."""
+    warm, total = max(1, cfg.warmup_steps), max(1, cfg.steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.lr_schedule == "cosine":
+            done = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.5 * (1.0 + math.cos(math.pi * done))
+        return 1.0
+
+    return factor
 
 
 @dataclass
@@ -277,8 +301,7 @@ def train(
         _warm_start(model, cfg.init_from, dcfg)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    lr_lambda = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps))  # noqa: E731
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
 
     step, resumed = 0, None
