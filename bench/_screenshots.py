@@ -16,9 +16,12 @@ def wait_for(runner) -> None:
 
 
 def save_window(viewer, out: str, size: Tuple[int, int]) -> None:
-    """Resize napari's window, grab it (viewer + docked widgets) into ``out`` and close the viewer."""
+    """Resize napari's window, fit the view to it, grab it (viewer + docked widgets) into ``out``, close the viewer."""
+    app = QApplication.instance()
     viewer.window._qt_window.resize(*size)
-    QApplication.instance().processEvents()
+    app.processEvents()
+    viewer.reset_view()  # after the resize: fitting before it zooms to the old canvas size
+    app.processEvents()
     viewer.window._qt_window.grab().save(out)
     print("saved", out)
     viewer.close()

@@ -43,7 +43,6 @@ def main(out: str = "docs/images/sparse_widget.png") -> None:
     grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid  # napari >= 0.9: canvas.grid
     grid.enabled, grid.shape = True, (1, 4)
     viewer.dims.set_point(0, ct.napari_translate()[0] + ct.shape[0] // 2 * ct.napari_scale()[0])
-    viewer.reset_view()
     save_window(viewer, out, (1700, 800))
 
 
