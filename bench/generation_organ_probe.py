@@ -31,9 +31,9 @@ def main() -> None:
 
     from scipy import ndimage
 
-    from napari_ctfoundation.engine.generation.evaluate import organ_hu_stats
     from napari_ctfoundation.engine.generation.pipeline import GenerationPipeline
     from napari_ctfoundation.engine.io import read_volume
+    from napari_ctfoundation.engine.labels import organ_names
     from napari_ctfoundation.engine.reconstruct import reconstruct_volume
 
     ct, organs = read_volume(f"{ROOT_CASE}/ct.nii.gz"), read_volume(f"{ROOT_CASE}/organs.nii.gz")
@@ -43,8 +43,8 @@ def main() -> None:
     window = pipe.hu_window
     labels = organs.to_display().array
     real = np.clip(ct.to_display().array, window.lo, window.hi)
-    ids = {v["name"]: k for k, v in organ_hu_stats(real, labels).items()}
-    chosen = [n for n in args.organs.split(",") if n in ids]
+    ids = {name: label for label, name in organ_names().items()}
+    chosen = [n for n in args.organs.split(",") if n in ids and (labels == ids[n]).any()]
 
     def line(name: str, hu: np.ndarray) -> None:
         parts = []
