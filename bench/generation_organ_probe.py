@@ -2,6 +2,7 @@
 
     python bench/generation_organ_probe.py                        # demo, seeds 0-5, guidance 1.5
     python bench/generation_organ_probe.py --model DIR --seeds 0,1,2 --guidance 2
+    python bench/generation_organ_probe.py --steps 50 --sampler dpmpp
 
 Conditions on the abdominal sample's organ map and report, and prints the mean
 HU inside each chosen organ mask (and inside the mask eroded by one voxel, which
@@ -26,6 +27,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4,5")
     ap.add_argument("--guidance", type=float, default=1.5)
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sampler", default="ddim")
+    ap.add_argument("--guidance-text", type=float, default=None, help="text guidance (default: --guidance)")
     ap.add_argument("--organs", default="kidney_left,kidney_right,liver,spleen")
     args = ap.parse_args()
 
@@ -58,7 +61,8 @@ def main() -> None:
     recon = reconstruct_volume(ct, pipe.vae, window, device="cpu", compute_metrics=False).volume
     line("D(E(x))", np.clip(recon.to_display().array, window.lo, window.hi))
     for seed in (int(s) for s in args.seeds.split(",")):
-        gen = pipe.generate(organs, report, seed=seed, steps=args.steps, guidance=args.guidance).volume.array
+        gen = pipe.generate(organs, report, seed=seed, steps=args.steps, guidance=args.guidance,
+                           guidance_text=args.guidance_text, sampler=args.sampler).volume.array
         line(f"seed {seed}", np.clip(gen, window.lo, window.hi))
 
 

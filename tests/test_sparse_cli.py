@@ -12,6 +12,7 @@ import pytest
 
 from napari_ctfoundation.cli import main
 from napari_ctfoundation.engine.io import read_volume
+from napari_ctfoundation.engine.sparse.dice.checkpoint import SHIPPED
 from napari_ctfoundation.engine.sparse.geometry import PRESETS
 
 GEO = PRESETS["deepsparse"].scaled(8, name="test-32")
@@ -69,6 +70,12 @@ def test_bad_input_exits_2_with_a_message(nifti_ct, preset, tmp_path, capsys):
     assert "trained for geometry 'deepsparse-64'" in capsys.readouterr().err
     assert main(["sparse", "reconstruct", str(tmp_path), str(tmp_path / "d.nii.gz")]) == 2
     assert "not a projection folder" in capsys.readouterr().err
+    for density in ("1.2", "1.2,0.9"):  # refused before any simulation or training
+        args = ["sparse", "finetune", str(nifti_ct), "--step", "1", "--init", str(SHIPPED),
+                "--out", str(tmp_path / "ft"), "--density-scale", density]
+        assert main(args) == 2
+        assert "--density-scale" in capsys.readouterr().err
+    assert not (tmp_path / "ft").exists()
 
 
 def test_train_and_finetune_commands(nifti_ct, tmp_path, capsys):

@@ -139,3 +139,28 @@ def test_body_points_land_in_and_near_the_body():
     assert body[half[:, :500]].all() and body[half[:, 500:]].mean() < 0.2  # the rest uniform (cube = 1.6 %)
     with pytest.raises(ConfigError, match="body-margin"):
         TrainSettings(body_margin=-1)
+
+
+def test_density_scale_multiplies_volume_and_its_exact_projections():
+    from napari_ctfoundation.engine.sparse.rtk import forward_project
+    from napari_ctfoundation.engine.sparse.train import _scale_density
+
+    geo = TINY_GEO
+    rng = np.random.default_rng(0)
+    vol = np.zeros((geo.grid_size,) * 3, np.float32)
+    vol[10:22, 8:24, 8:24] = 0.5  # water-like block in air (0)
+    angles = geo.candidate_angles[:3]
+    proj = torch.from_numpy(forward_project(vol, angles, geo))[None]
+    scaled_proj, scaled_vol = _scale_density(proj, torch.from_numpy(vol)[None], (0.8, 1.2), rng)
+    factor = float(scaled_vol.max() / 0.5)
+    assert 0.8 <= factor <= 1.2 and factor != 1.0
+    # The scaled projections are the projections of the scaled volume (line integrals are linear in it).
+    np.testing.assert_allclose(scaled_proj[0].numpy(), forward_project(scaled_vol[0].numpy(), angles, geo),
+                               rtol=1e-4, atol=1e-4)
+    # Two samples in one batch get their own factors; (1, 1) leaves the batch untouched.
+    _, two = _scale_density(proj.repeat(2, 1, 1, 1), torch.ones(2, 4, 4, 4), (0.8, 1.2), rng)
+    assert two[0, 0, 0, 0] != two[1, 0, 0, 0]
+    same_proj, same_vol = _scale_density(proj, torch.ones(1, 4, 4, 4), (1.0, 1.0), rng)
+    assert same_proj is proj and float(same_vol.sum()) == 64
+    with pytest.raises(ConfigError, match="density-scale"):
+        TrainSettings(density_scale=(1.2, 0.8))

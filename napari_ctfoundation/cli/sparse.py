@@ -6,7 +6,7 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 from ..engine.errors import ConfigError
 from ._common import add_command_group
@@ -19,6 +19,16 @@ def _int_list(text: str, option: str) -> List[int]:
         raise ConfigError(f"{option} {text!r}: expected comma-separated whole numbers") from None
     if not values:
         raise ConfigError(f"{option} {text!r}: empty list")
+    return values
+
+
+def _float_pair(text: str, option: str) -> Tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected two numbers LO,HI") from None
+    if len(values) != 2:
+        raise ConfigError(f"{option} {text!r}: expected two numbers LO,HI")
     return values
 
 
@@ -96,6 +106,9 @@ def register(subparsers) -> None:
         p.add_argument("--body-margin", type=int, default=2,
                        help="'near the body' = within this many grid voxels of it (default 2)")
         p.add_argument("--feature-weight", type=float, default=1.0, help="step 2 feature loss weight")
+        p.add_argument("--density-scale", default="1,1",
+                       help="LO,HI: each training volume and its projections times a factor drawn from [LO, HI] "
+                            "(default 1,1: off; e.g. 0.9,1.1)")
         p.add_argument("--augment", type=int, default=0, help="random augmented copies per CT (flip, rotation, shift, zoom, short z-slab)")
         p.add_argument("--cache", help="simulation cache folder (default OUT/../sparse_cache)")
         p.add_argument("--max-steps", type=int)
@@ -229,6 +242,7 @@ def cmd_train(args) -> int:
     settings = TrainSettings(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              points=args.points, body_points=args.body_points, body_margin=args.body_margin,
                              views=tuple(_int_list(args.views, "--views")),
+                             density_scale=_float_pair(args.density_scale, "--density-scale"),
                              min_views=min_views, max_views=max_views, feature_weight=args.feature_weight,
                              max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
                              device=args.device)

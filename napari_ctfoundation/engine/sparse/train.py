@@ -148,6 +148,10 @@ class TrainSettings:
     min_views: int = 6  # HyViP range
     max_views: int = 24
     feature_weight: float = 1.0  # step2 L1 feature loss weight
+    # Per-volume density factor a ~ U[lo, hi]: volume and line integrals both times a (exact, since the
+    # normalised volume is 0 in air and projections are linear in it). A patient's absolute density then
+    # has to be read from the views instead of remembered from the few training CTs.
+    density_scale: Tuple[float, float] = (1.0, 1.0)
     random_offset: bool = True  # rotate the uniform view set by a random fraction of its step
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None
@@ -164,6 +168,9 @@ class TrainSettings:
             raise ConfigError(f"--body-points is a fraction in [0, 1], got {self.body_points}")
         if self.body_margin < 0:
             raise ConfigError(f"--body-margin is a number of voxels >= 0, got {self.body_margin}")
+        self.density_scale = tuple(float(v) for v in self.density_scale)
+        if len(self.density_scale) != 2 or not 0 < self.density_scale[0] <= self.density_scale[1]:
+            raise ConfigError(f"--density-scale needs 0 < LO <= HI, got {self.density_scale}")
         if not 1 <= self.min_views <= self.max_views:
             raise ConfigError(f"HyViP view range [{self.min_views}, {self.max_views}] is empty")
 
@@ -185,6 +192,18 @@ def _batch_views(projections, candidates: np.ndarray, n: int, rng, random_offset
     proj = torch.stack([projections[i, idx_t[i]] for i in range(b)])
     ang = torch.as_tensor(candidates[idx], dtype=torch.float32, device=projections.device)
     return proj, ang
+
+
+def _scale_density(proj_all, vols, scale_range: Tuple[float, float], rng: np.random.Generator):
+    """Multiply each sample's projections and volume by its own factor drawn from ``scale_range``."""
+    lo, hi = scale_range
+    if lo == hi == 1.0:
+        return proj_all, vols
+    import torch
+
+    factor = torch.as_tensor(rng.uniform(lo, hi, size=vols.shape[0]), dtype=vols.dtype, device=vols.device)
+    return (proj_all * factor.view(-1, *[1] * (proj_all.dim() - 1)),
+            vols * factor.view(-1, *[1] * (vols.dim() - 1)))
 
 
 def _draw_points(vols, settings: TrainSettings, body_level: float, rng: np.random.Generator) -> np.ndarray:
@@ -313,6 +332,7 @@ def train_dice(
         while not stop and epoch < settings.epochs:
             for proj_all, vols in loader:
                 b = vols.shape[0]
+                proj_all, vols = _scale_density(proj_all, vols, settings.density_scale, rng)
                 if settings.stage == "pretrain":
                     n = int(rng.integers(settings.min_views, settings.max_views + 1))
                 else:
