@@ -134,3 +134,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["gen", "train", str(tmp_path / "c2"), str(tmp_path / "o")]) == 2
     assert "not a latent cache" in capsys.readouterr().err
     assert main(["gen", "sample", str(tmp_path), str(tmp_path / "o.nii.gz"), "--organs", "x.nii.gz"]) == 2
+
+
+def test_demo_use_carries_a_caution(capsys):
+    from napari_ctfoundation.cli.gen import _note_if_demo
+
+    _note_if_demo("demo")
+    assert "note: demo" in capsys.readouterr().err
+    _note_if_demo("/data/my_model")  # a user's own model: no caution
+    assert capsys.readouterr().err == ""

@@ -43,6 +43,12 @@ def test_blank_layers_and_class_picker(widget_and_layers):
     assert "emphysema" in widget.findings_label.text() and "no pleural effusion" in widget.findings_label.text()
     widget.set_view("coronal")
     assert tuple(viewer.dims.order) == (1, 0, 2)
+    # The caution about the toy demo shows only while the demo is the chosen model.
+    assert not widget.demo_note.isHidden() and "two patients" in widget.demo_note.text()
+    widget.model_combo.setCurrentText("/data/my_model")
+    assert widget.demo_note.isHidden()
+    widget.model_combo.setCurrentText("demo")
+    assert not widget.demo_note.isHidden()
 
 
 def test_generate_with_demo_then_cancel(widget_and_layers, qtbot):

@@ -46,13 +46,22 @@ def test_simulate_reconstruct_evaluate(nifti_ct, preset, tmp_path, capsys):
     table = tmp_path / "table.csv"
     assert main(["sparse", "evaluate", str(ct), "--views", "6,10", "--methods", "fdk,sart",
                  "--preset", preset, "--iterations", "3", "--out", str(table)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "PSNR" in printed and "sart" in printed
+    assert "note:" not in captured.err  # the shipped-DiCE caution only when DiCE is used
     with open(table) as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["method", "views", "psnr", "ssim", "seconds"]
     assert [(r["method"], r["views"]) for r in rows] == [("fdk", "6"), ("sart", "6"), ("fdk", "10"), ("sart", "10")]
     assert all(0 < float(r["ssim"]) <= 1 and float(r["psnr"]) > 10 for r in rows)
+
+
+def test_evaluating_the_shipped_dice_says_what_it_is(nifti_ct, capsys):
+    assert main(["sparse", "evaluate", str(nifti_ct), "--views", "6", "--methods", "dice"]) == 0
+    captured = capsys.readouterr()
+    assert "dice" in captured.out
+    assert "note: shipped DiCE" in captured.err and "one patient" in captured.err
 
 
 def test_bad_input_exits_2_with_a_message(nifti_ct, preset, tmp_path, capsys):

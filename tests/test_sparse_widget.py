@@ -93,7 +93,12 @@ def test_dice_on_wrong_geometry_reports_error_and_cancel_adds_nothing(make_napar
 def test_dice_with_shipped_checkpoint(make_napari_viewer, qtbot, nifti_ct):
     viewer, widget = _widget(make_napari_viewer, nifti_ct)
     widget.preset_combo.setCurrentText("deepsparse-64")
+    assert widget.shipped_note.isHidden()  # the caution is about DiCE only
     widget.method_combo.setCurrentText("dice")
+    assert not widget.shipped_note.isHidden() and "one patient" in widget.shipped_note.text()
+    widget.checkpoint_edit.setText("/data/my_dice")
+    assert widget.shipped_note.isHidden()  # a user's own checkpoint: no caution
+    widget.checkpoint_edit.setText("")
     widget.reconstruct_button.click()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
     assert widget.runner.last_outcome.status == "done", widget.runner.last_outcome.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -223,6 +224,7 @@ def cmd_sample(args) -> int:
     sidecar_path(out).write_text(json.dumps(sidecar, indent=1))
     print(f"wrote {out} ({volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]}, seed {args.seed}, "
           f"{args.steps} {args.sampler} steps, {result.seconds:.1f} s) and {sidecar_path(out).name}")
+    _note_if_demo(args.model)
     return 0
 
 
@@ -269,4 +271,12 @@ def cmd_evaluate(args) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=float))
         print(f"report written to {args.out}")
+    _note_if_demo(args.model)
     return 0
+
+
+def _note_if_demo(model: str) -> None:
+    if str(model) == "demo":
+        from ..engine.generation.pipeline import DEMO_NOTE
+
+        print(f"note: {DEMO_NOTE}", file=sys.stderr)

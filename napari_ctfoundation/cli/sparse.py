@@ -32,6 +32,13 @@ def _float_pair(text: str, option: str) -> Tuple[float, float]:
     return values
 
 
+def _note_if_shipped(checkpoint) -> None:
+    if not checkpoint:
+        from ..engine.sparse.dice.checkpoint import SHIPPED_NOTE
+
+        print(f"note: {SHIPPED_NOTE}", file=sys.stderr)
+
+
 def _noise(args):
     from ..engine.sparse.simulate import NoiseModel
 
@@ -164,6 +171,8 @@ def cmd_reconstruct(args) -> int:
         out = out.with_array(unit_to_hu(out.array, ps.geometry.window), unit="HU")
     path = write_volume(out, args.out, protect=(Path(args.proj_dir) / "projections.mha",))
     print(f"{args.method}: {ps.n_views} views -> {path}")
+    if args.method == "dice":
+        _note_if_shipped(args.checkpoint)
     return 0
 
 
@@ -190,6 +199,8 @@ def cmd_evaluate(args) -> int:
     print(f"{'method':<8}{'views':>6}{'PSNR dB':>10}{'SSIM %':>9}{'seconds':>9}")
     for r in rows:
         print(f"{r['method']:<8}{r['views']:>6}{r['psnr']:>10.2f}{100 * r['ssim']:>9.2f}{r['seconds']:>9.2f}")
+    if "dice" in methods:
+        _note_if_shipped(args.checkpoint)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

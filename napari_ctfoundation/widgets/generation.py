@@ -71,6 +71,11 @@ class ConditionalGenerationWidget(QWidget):
 
         # --- model and sampling
         self.model_combo = combo(["demo"], editable=True)
+        from ..engine.generation.pipeline import DEMO_NOTE
+
+        self.demo_note = text_label(f"Note: {DEMO_NOTE}")
+        self.model_combo.currentTextChanged.connect(
+            lambda text: self.demo_note.setVisible(text.strip() in ("", "demo")))
         self.model_button = browse_button(self, "Generation model folder", self.model_combo.setCurrentText,
                                           tooltip="choose a trained model folder (OUT_DIR/model)")
         self.seed_spin = int_spin(0, 0, 2 ** 31 - 1)
@@ -96,6 +101,7 @@ class ConditionalGenerationWidget(QWidget):
             self.report_edit,
             self.findings_label,
             ("model", hbox((self.model_combo, 1), self.model_button)),
+            self.demo_note,
             ("seed", self.seed_spin),
             ("steps", self.steps_spin),
             ("guidance", self.guidance_spin),

@@ -79,6 +79,11 @@ class SparseViewWidget(QWidget):
         self.iterations_spin = int_spin(20, 1, 500)
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("DiCE checkpoint folder (empty: shipped)")
+        from ..engine.sparse.dice.checkpoint import SHIPPED_NOTE
+
+        self.shipped_note = text_label(f"Note: {SHIPPED_NOTE}")
+        self.method_combo.currentTextChanged.connect(self._show_shipped_note)
+        self.checkpoint_edit.textChanged.connect(self._show_shipped_note)
 
         # Two buttons, one progress bar and status line.
         self.sim_runner = job_runner("Simulate", self.simulate)
@@ -97,13 +102,21 @@ class SparseViewWidget(QWidget):
             ("method", self.method_combo),
             ("SART iterations", self.iterations_spin),
             ("checkpoint", self.checkpoint_edit),
+            self.shipped_note,
             self.reconstruct_button,
             self.progress_bar,
             self.status,
             self.metrics_label,
         ])
 
+        self._show_shipped_note()
+
     # ------------------------------------------------------------ settings
+    def _show_shipped_note(self, *_) -> None:
+        """The caution about the shipped DiCE shows only while it is the one DiCE would use."""
+        self.shipped_note.setVisible(self.method_combo.currentText() == "dice"
+                                     and not self.checkpoint_edit.text().strip())
+
     def add_geometry(self, geometry) -> None:
         """Offer another geometry (e.g. loaded from JSON) and select it."""
         self.geometries[geometry.name] = geometry

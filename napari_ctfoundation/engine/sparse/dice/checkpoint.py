@@ -18,6 +18,9 @@ FORMAT = "ctfoundation-dice/1"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHIPPED = Path(__file__).resolve().parents[3] / "data" / "dice"
+# Shown wherever the shipped checkpoint is used, so nobody mistakes it for a trained-at-scale model.
+SHIPPED_NOTE = ("shipped DiCE: a small network trained here on one patient; on an unseen CT it is below "
+                "SART in PSNR (docs/sparse.md). Train your own with: ctfoundation sparse train.")
 
 
 def save_dice(model, folder: Union[str, Path], extra: Optional[Dict[str, Any]] = None) -> Path:
