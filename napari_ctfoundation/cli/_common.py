@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 
 def progress_bar(description: str) -> tuple:
@@ -47,6 +47,19 @@ def parse_window(text: Optional[str]) -> Optional[tuple]:
     if not lo < hi:
         raise ConfigError(f"--window {text!r}: LO must be below HI")
     return lo, hi
+
+
+def parse_floats(text: str, option: str, count: Optional[int] = None) -> List[float]:
+    """``"A,B,..."`` -> floats (exactly ``count`` of them if given); the error names the option."""
+    from ..engine.errors import ConfigError
+
+    try:
+        values = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers") from None
+    if count is not None and len(values) != count:
+        raise ConfigError(f"{option} {text!r}: expected {count} numbers")
+    return values
 
 
 def add_command_group(subparsers, name: str, help_text: str):

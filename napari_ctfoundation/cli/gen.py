@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..engine.errors import ConfigError
-from ._common import parse_window, progress_bar
+from ._common import parse_floats, parse_window, progress_bar
 
 
 def _ints(text: Optional[str], option: str, n: Optional[int] = None) -> Optional[List[int]]:
@@ -21,13 +21,6 @@ def _ints(text: Optional[str], option: str, n: Optional[int] = None) -> Optional
     if n is not None and len(values) != n:
         raise ConfigError(f"{option} {text!r}: expected {n} numbers")
     return values
-
-
-def _floats(text: str, option: str) -> List[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected comma-separated numbers") from None
 
 
 def register(subparsers) -> None:
@@ -239,7 +232,7 @@ def cmd_evaluate(args) -> int:
     pipe = GenerationPipeline.from_pretrained(args.model, device=args.device)
     bar, close = progress_bar("evaluating")
     try:
-        report = evaluate_pipeline(pipe, cases, guidance_scales=_floats(args.guidance, "--guidance"),
+        report = evaluate_pipeline(pipe, cases, guidance_scales=parse_floats(args.guidance, "--guidance"),
                                    seeds=_ints(args.seeds, "--seeds"), steps=args.steps, sampler=args.sampler,
                                    edit_shifts=_ints(args.edit_shifts, "--edit-shifts"), progress=bar)
     finally:

@@ -6,10 +6,10 @@ import argparse
 import csv
 import sys
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 from ..engine.errors import ConfigError
-from ._common import add_command_group
+from ._common import add_command_group, parse_floats
 
 
 def _int_list(text: str, option: str) -> List[int]:
@@ -19,16 +19,6 @@ def _int_list(text: str, option: str) -> List[int]:
         raise ConfigError(f"{option} {text!r}: expected comma-separated whole numbers") from None
     if not values:
         raise ConfigError(f"{option} {text!r}: empty list")
-    return values
-
-
-def _float_pair(text: str, option: str) -> Tuple[float, float]:
-    try:
-        values = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        raise ConfigError(f"{option} {text!r}: expected two numbers LO,HI") from None
-    if len(values) != 2:
-        raise ConfigError(f"{option} {text!r}: expected two numbers LO,HI")
     return values
 
 
@@ -253,7 +243,7 @@ def cmd_train(args) -> int:
     settings = TrainSettings(stage=stage, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                              points=args.points, body_points=args.body_points, body_margin=args.body_margin,
                              views=tuple(_int_list(args.views, "--views")),
-                             density_scale=_float_pair(args.density_scale, "--density-scale"),
+                             density_scale=tuple(parse_floats(args.density_scale, "--density-scale", 2)),
                              min_views=min_views, max_views=max_views, feature_weight=args.feature_weight,
                              max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
                              device=args.device)
