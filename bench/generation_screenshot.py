@@ -26,6 +26,7 @@ def main(out: str = "docs/images/generation_widget.png") -> None:
 
     layer = viewer.add_labels(organs.array, name="organs", scale=organs.napari_scale(),
                               translate=organs.napari_translate(), colormap=labels_colormap("organs"),
+                              axis_labels=("z", "y", "x"), units="mm",  # as the reader adds it
                               metadata={"geometry": organs.geometry_dict()})
     widget = ConditionalGenerationWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Conditional generation")
@@ -37,9 +38,12 @@ def main(out: str = "docs/images/generation_widget.png") -> None:
     widget.device_combo.setCurrentText("cpu")
     widget.run_button.click()
     wait_for(widget.runner)
-    viewer.dims.set_point(0, viewer.layers["organs [generated]"].data.shape[0] // 2 * organs.spacing_zyx[0]
-                          + organs.napari_translate()[0])
-    layer.opacity = 0.25
+    generated = viewer.layers.selection.active  # the result: on top of the stack, selected
+    print("result layer:", generated.name, "on top:", viewer.layers[-1] is generated)
+    viewer.dims.set_point(0, generated.data.shape[0] // 2 * organs.spacing_zyx[0] + organs.napari_translate()[0])
+    # The generated CT sits on top; show the painted organ map beside it (napari grid mode).
+    grid = getattr(getattr(viewer, "canvas", None), "grid", None) or viewer.grid  # napari >= 0.9: canvas.grid
+    grid.enabled, grid.shape = True, (1, 2)
     save_window(viewer, out, (1500, 900))
 
 

@@ -24,7 +24,8 @@ def main(out: str = "docs/images/sparse_widget.png") -> None:
     viewer = napari.Viewer(show=True)
     ct = read_volume("sample_data/ct_dicom_series/dicom").to_display()
     viewer.add_image(ct.array, name="ct", scale=ct.napari_scale(), translate=ct.napari_translate(),
-                     contrast_limits=HUWindow.from_preset("soft_tissue").contrast_limits, colormap="gray", metadata={"geometry": ct.geometry_dict()})
+                     contrast_limits=HUWindow.from_preset("soft_tissue").contrast_limits, colormap="gray", metadata={"geometry": ct.geometry_dict()},
+                     axis_labels=("z", "y", "x"), units="mm")  # as the reader adds it
     widget = SparseViewWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Sparse-view CBCT")
     widget.layer_combo.setCurrentText("ct")

@@ -41,6 +41,10 @@ from .engine.volume import Volume
 PathOrPaths = Union[str, Sequence[str]]
 LayerData = Tuple[Any, Dict[str, Any], str]
 
+#: napari axis names and units of every layer we add: [z, y, x] in millimetres (scale = spacing)
+AXIS_LABELS = ("z", "y", "x")
+AXIS_UNITS = ("mm", "mm", "mm")
+
 LABEL_NAME = re.compile(r"(^|[_\-.])(organ|label|seg|mask|lesion)", re.IGNORECASE)
 DEFAULT_WINDOW = "ct"  # [-1000, 1000] HU
 
@@ -174,6 +178,8 @@ def image_layer_data(volume: Volume, path: Union[str, os.PathLike], *,
         "contrast_limits": hu_window.contrast_limits,
         "colormap": "gray",
         "metadata": meta,
+        "axis_labels": AXIS_LABELS,
+        "units": AXIS_UNITS,
     }
     return display.array, kwargs, "image"
 
@@ -197,6 +203,8 @@ def labels_layer_data(volume: Volume, path: Union[str, os.PathLike], *,
         "colormap": _direct_colormap(vocabulary, ids),
         "opacity": 0.5,
         "metadata": meta,
+        "axis_labels": AXIS_LABELS,
+        "units": AXIS_UNITS,
     }
     return display.array, kwargs, "labels"
 
@@ -281,18 +289,29 @@ def write_labels(path: str, data: Any, meta: Dict[str, Any]) -> List[str]:
 
 
 # ------------------------------------------------------------- sample data
+SAMPLE_FILES = ("ct_abdomen_3mm/ct.nii.gz", "ct_abdomen_3mm/organs.nii.gz",
+                "ct_dicom_series/dicom", "ct_dicom_series/organs.nii.gz")
+
+
 def sample_data_dir() -> Path:
-    """``sample_data/`` next to the package (a source checkout or editable install)."""
+    """The two sample CTs, shipped inside the package (``data/samples/``, in every wheel).
+
+    ``CTFOUNDATION_SAMPLE_DATA`` points elsewhere (a folder with the same layout).
+    The repository's top-level ``sample_data/`` links to the package copy.
+    Holds ``ct_abdomen_3mm/{ct,organs}.nii.gz`` and
+    ``ct_dicom_series/{dicom/,organs.nii.gz}``. Raises
+    :class:`VolumeReadError` when the files are missing.
+    """
     override = os.environ.get("CTFOUNDATION_SAMPLE_DATA")
     candidates = [Path(override)] if override else []
-    candidates.append(Path(__file__).resolve().parent.parent / "sample_data")
+    candidates.append(Path(__file__).resolve().parent / "data" / "samples")
     for candidate in candidates:
-        if (candidate / "ct_abdomen_3mm").is_dir():
+        if all((candidate / name).exists() for name in SAMPLE_FILES):
             return candidate
     raise VolumeReadError(
         f"sample data not found (looked in {', '.join(str(c) for c in candidates)}); "
-        "the samples ship with the source repository: install it from a checkout "
-        "(pip install -e .) or set CTFOUNDATION_SAMPLE_DATA to its sample_data folder"
+        "the package ships it in napari_ctfoundation/data/samples: reinstall napari-ctfoundation, "
+        "or set CTFOUNDATION_SAMPLE_DATA to a folder holding " + ", ".join(SAMPLE_FILES)
     )
 
 

@@ -6,6 +6,7 @@ area's own test module.
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -18,6 +19,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _process_locale_restored():
+    """GDCM's DICOM writer (used by tests that build series) sets the C locale,
+    which would make every later ``read_text()`` in this process ASCII-only."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 @pytest.fixture(scope="session")

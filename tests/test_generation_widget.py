@@ -61,7 +61,7 @@ def test_generate_with_demo_then_cancel(widget_and_layers, qtbot):
     assert widget.run_button.text() == "Cancel"
     qtbot.waitUntil(lambda: widget.runner.last_outcome is not None, timeout=240_000)
     assert widget.runner.last_outcome.status == "done", widget.runner.last_outcome.message
-    result = viewer.layers["organs [generated]"]
+    result = viewer.layers["generated CT (seed 5)"]
     assert result.data.shape == layer.data.shape and np.isfinite(result.data).all()
     assert np.allclose(result.scale, layer.scale) and np.allclose(result.translate, layer.translate)
     assert result.metadata["seed"] == 5 and result.metadata["generation"]["steps"] == 2
@@ -73,7 +73,7 @@ def test_generate_with_demo_then_cancel(widget_and_layers, qtbot):
     widget.run_button.click()  # Cancel
     qtbot.waitUntil(lambda: widget.runner.last_outcome is not None, timeout=240_000)
     assert widget.runner.last_outcome.status == "cancelled"
-    assert sum(ly.name == "organs [generated]" for ly in viewer.layers) == 1
+    assert sum(ly.name.startswith("generated CT") for ly in viewer.layers) == 1
 
 
 def test_empty_organ_layer_is_refused(widget_and_layers):
@@ -81,4 +81,4 @@ def test_empty_organ_layer_is_refused(widget_and_layers):
     layer.data = np.zeros_like(layer.data)
     widget.organ_combo.setCurrentText("organs")
     widget.run()
-    assert widget.runner.worker is None and "organs [generated]" not in viewer.layers
+    assert widget.runner.worker is None and not any(ly.name.startswith("generated CT") for ly in viewer.layers)

@@ -61,7 +61,7 @@ def test_evaluating_the_shipped_dice_says_what_it_is(nifti_ct, capsys):
     assert main(["sparse", "evaluate", str(nifti_ct), "--views", "6", "--methods", "dice"]) == 0
     captured = capsys.readouterr()
     assert "dice" in captured.out
-    assert "note: shipped DiCE" in captured.err and "one patient" in captured.err
+    assert "note: shipped DiCE" in captured.err and "6 patients" in captured.err
 
 
 def test_bad_input_exits_2_with_a_message(nifti_ct, preset, tmp_path, capsys):

@@ -64,7 +64,7 @@ def test_train_save_load_resume_and_finetune(cache, tmp_path):
     assert all(2 <= int(r["views"]) <= 8 and np.isfinite(float(r["loss"])) for r in rows)
     model = load_dice(out)
     assert model.config.to_dict() == config.to_dict()
-    assert json.loads((out / "progress.json").read_text())["step"] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000001", "step_0000002"]
     # resume: continues at step 3 and appends to the log
     settings.max_steps = 3
     train_dice(cache, out, settings, config=config, resume=True)
@@ -111,8 +111,8 @@ def test_inference_full_grid_in_chunks():
     proj = np.random.default_rng(0).random((6, 32, 32)).astype(np.float32) * 50
     angles = TINY_GEO.candidate_angles[TINY_GEO.select_views(6)]
     seen = []
-    a = dice_predict(model, proj, angles, chunk=5000, progress=lambda d, t, u: seen.append((d, t)))
-    b = dice_predict(model, proj, angles, chunk=32 ** 3)
+    a = dice_predict(model, proj, angles, chunk=5000, query="dense", progress=lambda d, t, u: seen.append((d, t)))
+    b = dice_predict(model, proj, angles, chunk=32 ** 3, query="dense")
     assert a.shape == (32, 32, 32) and a.min() >= 0 and a.max() <= 1
     np.testing.assert_allclose(a, b, atol=1e-5)  # chunking does not change the result
     assert seen[-1] == (8, 8)  # 1 feature pass + 7 chunks

@@ -37,7 +37,7 @@ def test_simulate_then_reconstruct_fdk_and_sart(make_napari_viewer, qtbot, nifti
     widget.simulate_button.click()
     qtbot.waitUntil(lambda: not widget.sim_runner.running, timeout=WAIT_MS)
     assert widget.sim_runner.last_outcome.status == "done", widget.sim_runner.last_outcome.message
-    proj = viewer.layers["ct [projections 6v]"]
+    proj = viewer.layers["projections (6 views)"]
     assert proj.data.shape == (6, 32, 32)
     assert len(proj.metadata["angles_deg"]) == 6 and proj.metadata["angles_deg"][1] == pytest.approx(29.7)
     # the stack stays inside the CT's world box (first view on the CT's first slice, centred in-plane),
@@ -53,18 +53,23 @@ def test_simulate_then_reconstruct_fdk_and_sart(make_napari_viewer, qtbot, nifti
         widget.reconstruct_button.click()
         qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
         assert widget.runner.last_outcome.status == "done", widget.runner.last_outcome.message
-        layer = viewer.layers[f"ct [sparse {method} 6v]"]
-        assert layer.data.shape == (32, 32, 32)
+        layer = viewer.layers[f"{method.upper()} (6 views)"]
+        # the 32^3 grid, cut to the CT's extent (90 mm of z = 8 grid slices, not 32)
+        assert layer.metadata["grid_shape_zyx"] == [32, 32, 32]
+        assert layer.data.shape == tuple(hi - lo for lo, hi in layer.metadata["crop_zyx"])
+        assert layer.data.shape[0] < 10 and layer.metadata["geometry"]["shape_zyx"] == list(layer.data.shape)
         assert np.allclose(layer.scale, (12.8, 12.8, 12.8))
         assert 10 < layer.metadata["psnr"] < 60 and 0 < layer.metadata["ssim"] <= 1
         assert "PSNR" in widget.metrics_label.text()
-        # the grid overlays the CT: its centre lies inside the CT's extent in world coordinates
+        # the cut grid overlays the CT: its box lies within the CT's box, give or take one grid voxel
         ct = viewer.layers["ct"]
-        centre = np.asarray(layer.translate) + 15.5 * 12.8
-        lo = np.asarray(ct.translate)
-        hi = lo + np.asarray(ct.scale) * (np.array(ct.data.shape) - 1)
-        assert np.all(centre >= lo - 1) and np.all(centre <= hi + 1)
-    assert viewer.layers["ct [sparse sart 6v]"].metadata["psnr"] > viewer.layers["ct [sparse fdk 6v]"].metadata["psnr"]
+        lo = np.asarray(layer.translate)
+        hi = lo + np.asarray(layer.scale) * (np.array(layer.data.shape) - 1)
+        ct_lo = np.asarray(ct.translate)
+        ct_hi = ct_lo + np.asarray(ct.scale) * (np.array(ct.data.shape) - 1)
+        assert np.all(lo >= ct_lo - 12.8) and np.all(hi <= ct_hi + 12.8)
+        assert viewer.layers.selection.active is layer and viewer.layers[-1] is layer
+    assert viewer.layers["SART (6 views)"].metadata["psnr"] > viewer.layers["FDK (6 views)"].metadata["psnr"]
 
 
 def test_dice_on_wrong_geometry_reports_error_and_cancel_adds_nothing(make_napari_viewer, qtbot, nifti_ct):
@@ -95,12 +100,12 @@ def test_dice_with_shipped_checkpoint(make_napari_viewer, qtbot, nifti_ct):
     widget.preset_combo.setCurrentText("deepsparse-64")
     assert widget.shipped_note.isHidden()  # the caution is about DiCE only
     widget.method_combo.setCurrentText("dice")
-    assert not widget.shipped_note.isHidden() and "one patient" in widget.shipped_note.text()
+    assert not widget.shipped_note.isHidden() and "6 patients" in widget.shipped_note.text()
     widget.checkpoint_edit.setText("/data/my_dice")
     assert widget.shipped_note.isHidden()  # a user's own checkpoint: no caution
     widget.checkpoint_edit.setText("")
     widget.reconstruct_button.click()
     qtbot.waitUntil(lambda: not widget.runner.running, timeout=WAIT_MS)
     assert widget.runner.last_outcome.status == "done", widget.runner.last_outcome.message
-    layer = viewer.layers["ct [sparse dice 6v]"]
-    assert layer.data.shape == (64, 64, 64) and layer.metadata["psnr"] > 15
+    layer = viewer.layers["DiCE (6 views)"]
+    assert layer.metadata["grid_shape_zyx"] == [64, 64, 64] and layer.metadata["psnr"] > 15

@@ -162,7 +162,7 @@ def test_unsupported_or_missing_diffusers_models(tmp_path):
     with pytest.raises(ConfigError, match="AutoencoderTiny.*not supported"):
         load_vae(str(tmp_path / "tiny"), device="cpu")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="not a registered backend"):
+    with pytest.raises(ConfigError, match="the folder has no config.json"):
         load_vae(str(tmp_path / "empty"), device="cpu")
     with pytest.raises(ConfigError, match="not a registered backend"):
         load_vae("no-such-org/no-such-vae", device="cpu")

@@ -15,12 +15,16 @@ import warnings
 from typing import List, Optional
 
 from ..engine.errors import CTFoundationError
+from ._common import CLIArgumentParser
+
+# Where a warning comes from our own code (module attribution or category).
+OWN_MODULES = r"napari_ctfoundation(\.|$)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = CLIArgumentParser(
         prog="ctfoundation",
         description="Foundation-VAE CT reconstruction, generation and sparse-view CBCT.",
     )
@@ -39,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    show_only_own_warnings()
     try:
         return int(args.func(args) or 0)
     except CTFoundationError as exc:
@@ -49,6 +52,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def show_only_own_warnings() -> None:
+    """Our warnings as one ``warning: ...`` line each; dependencies' warnings hidden.
+
+    Deprecation notices from itk's SWIG modules, torch or diffusers are not
+    the user's business. ``-W``/``PYTHONWARNINGS`` still win, for developers.
+    """
+    from ..engine.io import CTFoundationWarning
+
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+    if sys.warnoptions:
+        return
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=OWN_MODULES)
+    warnings.filterwarnings("default", category=CTFoundationWarning)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from typing import Callable, List, Optional
+
+# "-160,240", "-1e5", "-.5,1": values, not options. argparse (before 3.13)
+# only takes "-5" or "-.5" as a value, so `--window -160,240` failed.
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.,eE+\-]*$")
+
+
+class CLIArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser that reads a negative number or list of numbers as a value.
+
+    Sub-parsers inherit the class (``add_subparsers`` uses the parent's type),
+    so every option that takes numbers accepts ``--window -160,240`` as typed.
+    None of our options is spelt like a negative number, which is the case
+    argparse needs for this to be unambiguous.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBERS
 
 
 def progress_bar(description: str) -> tuple:
@@ -14,16 +34,19 @@ def progress_bar(description: str) -> tuple:
     """
     from tqdm import tqdm
 
-    state: dict = {"bar": None}
+    state: dict = {"bar": None, "key": None}
 
     def callback(done: int, total: int, unit: str) -> None:
         bar = state["bar"]
-        if bar is None or bar.total != total or bar.unit != unit:
+        if bar is None or state["key"] != (total, unit):
             if bar is not None:
                 bar.close()
-            bar = state["bar"] = tqdm(total=total, unit=f" {unit}", desc=description,
-                                      file=sys.stderr, dynamic_ncols=True, leave=True)
-            bar.unit = unit
+            # total 0: a phase without a count (loading a model): its name and the time.
+            counted = {} if total else {"bar_format": "{desc}: " + unit.replace("{", "{{").replace("}", "}}")
+                                        + " ({elapsed})"}
+            bar = state["bar"] = tqdm(total=total or None, unit=f" {unit}", desc=description,
+                                      file=sys.stderr, dynamic_ncols=True, leave=True, **counted)
+            state["key"] = (total, unit)
         bar.n = done
         bar.refresh()
 
@@ -60,6 +83,13 @@ def parse_floats(text: str, option: str, count: Optional[int] = None) -> List[fl
     if count is not None and len(values) != count:
         raise ConfigError(f"{option} {text!r}: expected {count} numbers")
     return values
+
+
+def check_output_path(path, **kwargs):
+    """:func:`engine.io.check_output_path`, imported when called so ``--help`` stays light."""
+    from ..engine.io import check_output_path as check
+
+    return check(path, **kwargs)
 
 
 def add_command_group(subparsers, name: str, help_text: str):

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ConfigError
-from ._common import add_command_group, progress_bar
-from .core import add_vae_options, window_from_args
+from ._common import add_command_group, check_output_path, progress_bar
+from .core import add_vae_options, check_vae_spec, window_from_args
 
 
 def register(subparsers) -> None:
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                     "OUT_DIR/metrics.csv (case, psnr_db, ssim, mae_hu, seconds). Finished cases are "
                     "skipped when run again. Multi-GPU: prefix with 'accelerate launch --num_processes N -m "
                     "napari_ctfoundation.cli'.")
-    rec.add_argument("input", help="folder of volumes, nnU-Net raw dataset (imagesTr/...) or manifest (.csv/.txt)")
+    rec.add_argument("input", help="folder of volumes, nnU-Net raw dataset (imagesTr/...) or manifest (.csv/.txt; "
+                                          "'ctfoundation data index' writes one)")
     rec.add_argument("out_dir", help="output folder (created; mirrors the input layout)")
     add_vae_options(rec)
     rec.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default 8)")
@@ -41,7 +42,7 @@ def register(subparsers) -> None:
     rec.set_defaults(func=cmd_reconstruct)
 
     exp = sub.add_parser("nnunet-export", help="write an nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json)")
-    exp.add_argument("input", help="nnU-Net raw dataset or manifest with 'image' and 'label' columns")
+    exp.add_argument("input", help="nnU-Net raw dataset or manifest with 'image' and 'label' (or 'organ_mask') columns")
     exp.add_argument("out_root", help="folder that receives DatasetXXX_NAME (e.g. $nnUNet_raw)")
     exp.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id, 1-999")
     exp.add_argument("--name", required=True, help="dataset name (letters, digits, _ and -)")
@@ -66,16 +67,18 @@ def cmd_reconstruct(args) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     window = window_from_args(args)
-    cases = discover_cases(args.input, pattern=args.pattern)
     out = Path(args.out_dir)
     if out.resolve() == Path(args.input).resolve():
         raise ConfigError(f"{out}: OUT_DIR must differ from the input")
+    check_output_path(out, kind="folder", inputs=(args.input,))
+    check_vae_spec(args.vae, args.subfolder)
+    cases = discover_cases(args.input, pattern=args.pattern)
     settings = {"input": str(Path(args.input).resolve()), "vae": args.vae, "subfolder": args.subfolder,
                 "hu_window": window.as_list(), "seed": args.seed, "precision": args.precision,
                 "dtype": args.dtype}
     settings_path = out / STATE_DIR / "settings.json"
     if settings_path.is_file() and not args.overwrite:
-        old = json.loads(settings_path.read_text())
+        old = json.loads(settings_path.read_text(encoding="utf-8"))
         if old != settings:
             changed = ", ".join(k for k in settings if old.get(k) != settings[k])
             raise ConfigError(f"{out}: holds a run with other settings ({changed}); "
@@ -108,6 +111,7 @@ def cmd_nnunet_export(args) -> int:
     from ..engine.batch import discover_cases, export_nnunet
     from ..engine.segmentation.data import organ_table, parse_classes
 
+    check_output_path(args.out_root, kind="folder", inputs=(args.input,))
     cases = discover_cases(args.input)
     classes = parse_classes(args.classes) if args.classes else None
     callback, close = progress_bar("export")
@@ -117,7 +121,7 @@ def cmd_nnunet_export(args) -> int:
                                label_names=organ_table(), n_folds=args.folds, progress=callback)
     finally:
         close()
-    meta = json.loads((folder / "dataset.json").read_text())
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     print(f"wrote {folder} ({meta['numTraining']} training cases, mode {args.mode}, "
           f"{len(meta['labels']) - 1} labels)")
     if args.mode == "both":

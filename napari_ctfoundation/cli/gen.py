@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..engine.atomic import atomic_write_json
 from ..engine.errors import ConfigError
-from ._common import parse_floats, parse_window, progress_bar
+from ._common import check_output_path, parse_floats, parse_window, progress_bar
 
 
 def _ints(text: Optional[str], option: str, n: Optional[int] = None) -> Optional[List[int]]:
@@ -29,7 +30,8 @@ def register(subparsers) -> None:
     sub.required = True
 
     c = sub.add_parser("cache", help="validate a manifest and encode every CT once into a latent cache")
-    c.add_argument("manifest", help="CSV or JSONL with image, organ_mask, disease_mask (optional), report")
+    c.add_argument("manifest", help="CSV or JSONL with image, organ_mask, disease_mask (optional), report "
+                                        "(e.g. from 'ctfoundation data index ... --reports')")
     c.add_argument("cache_dir", help="output folder of the latent cache")
     c.add_argument("--vae", default="taef2", help="VAE backend name, diffusers folder or hub id (default taef2)")
     c.add_argument("--window", default=None, metavar="LO,HI", help="HU window (default -1000,1000)")
@@ -122,8 +124,11 @@ def register(subparsers) -> None:
 def cmd_cache(args) -> int:
     from ..engine.generation.cache import build_cache
     from ..engine.window import HUWindow
+    from .core import check_vae_spec
 
     lo_hi = parse_window(args.window)
+    check_output_path(args.cache_dir, kind="folder", inputs=(args.manifest,))
+    check_vae_spec(args.vae)
     bar, close = progress_bar("encoding")
     try:
         out = build_cache(args.manifest, args.cache_dir, args.vae, HUWindow(*lo_hi) if lo_hi else HUWindow(),
@@ -131,7 +136,7 @@ def cmd_cache(args) -> int:
                           augment=args.augment, seed=args.seed, progress=bar)
     finally:
         close()
-    index = json.loads((out / "cache.json").read_text())
+    index = json.loads((out / "cache.json").read_text(encoding="utf-8"))
     print(f"{len(index['cases'])} case(s) cached in {out} (VAE {index['vae']['spec']})")
     return 0
 
@@ -166,9 +171,11 @@ def cmd_train(args) -> int:
         log_every=args.log_every, checkpoint_every=args.checkpoint_every, preview_every=args.preview_every,
         threads=args.threads, balance_classes=args.balance_classes, class_weight_power=args.class_weight_power,
         class_weight_max=args.class_weight_max, init_from=args.init_from)
+    check_output_path(args.out_dir, kind="folder", inputs=(args.cache_dir,))
     bar, close = progress_bar("training")
     try:
-        result = train(args.cache_dir, args.out_dir, cfg, resume=not args.no_resume, progress=bar)
+        result = train(args.cache_dir, args.out_dir, cfg, resume=not args.no_resume, progress=bar,
+                       notify=lambda line: print(line, file=sys.stderr))
     finally:
         close()
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
@@ -190,7 +197,10 @@ def cmd_sample(args) -> int:
         p = Path(args.report_file)
         if not p.is_file():
             raise ConfigError(f"--report-file {p}: no such file")
-        report = p.read_text(encoding="utf-8").strip()
+        try:
+            report = p.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"--report-file {p}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     findings = None
     if args.findings:
         try:
@@ -214,7 +224,8 @@ def cmd_sample(args) -> int:
     sidecar = dict(result.settings, organ_mask=str(args.organs), disease_mask=args.disease,
                    output=str(out), geometry=volume.geometry_dict(), seconds=round(result.seconds, 2),
                    timings={k: round(v, 2) for k, v in result.timings.items()})
-    sidecar_path(out).write_text(json.dumps(sidecar, indent=1))
+    sidecar["findings"] = findings_by_name(result.settings["findings"])
+    atomic_write_json(sidecar_path(out), sidecar, indent=1)
     print(f"wrote {out} ({volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]}, seed {args.seed}, "
           f"{args.steps} {args.sampler} steps, {result.seconds:.1f} s) and {sidecar_path(out).name}")
     _note_if_demo(args.model)
@@ -227,6 +238,8 @@ def cmd_evaluate(args) -> int:
     from ..engine.generation.pipeline import GenerationPipeline
     from ..engine.io import read_labels, read_volume
 
+    if args.out:
+        check_output_path(args.out, kind="file", inputs=(args.manifest,))
     rows = read_manifest(args.manifest)[: args.max_cases]
     cases = [(read_volume(r.image), read_labels(r.organ_mask), r.report) for r in rows]
     pipe = GenerationPipeline.from_pretrained(args.model, device=args.device)
@@ -262,10 +275,20 @@ def cmd_evaluate(args) -> int:
                           f"  generated {o['generated_mean']:7.1f} HU "
                           f"({'inside' if o['mean_in_real_p10_p90'] else 'OUTSIDE'})")
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1, default=float))
+        atomic_write_json(args.out, report, indent=1, default=float)
         print(f"report written to {args.out}")
     _note_if_demo(args.model)
     return 0
+
+
+def findings_by_name(flags) -> dict:
+    """The 18 CT-RATE flags as ``{finding: +1 stated / -1 negated / 0 not mentioned}``."""
+    from ..engine.generation.vocab import CTRATE_ABNORMALITIES
+
+    if isinstance(flags, dict):
+        return dict(flags)
+    values = [float(v) for v in flags]
+    return {name: int(v) if v.is_integer() else v for name, v in zip(CTRATE_ABNORMALITIES, values)}
 
 
 def _note_if_demo(model: str) -> None:

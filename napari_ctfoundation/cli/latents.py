@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from ..engine.errors import ConfigError
-from ._common import add_command_group, progress_bar
-from .core import add_vae_options, check_output, window_from_args
+from ._common import add_command_group, check_output_path, progress_bar
+from .core import add_vae_options, check_output, check_vae_spec, window_from_args
 
 
 def register(subparsers) -> None:
@@ -56,6 +56,8 @@ def cmd_export(args) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_output_path(args.out_dir, kind="folder", inputs=(args.input,))
+    check_vae_spec(args.vae, args.subfolder)
     cases = _cases(args.input)
     process = make_export_case(args.vae, window_from_args(args), device=args.device,
                                precision=args.precision, subfolder=args.subfolder,

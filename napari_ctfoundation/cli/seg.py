@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from ..engine.atomic import atomic_write_json, atomic_write_text
 from ..engine.errors import ConfigError
-from ._common import add_command_group, progress_bar
+from ._common import add_command_group, check_output_path, progress_bar
 
 
 def _triple(text: str, option: str, kind=float) -> Tuple:
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
     sub = add_command_group(subparsers, "seg", "3D organ segmentation with VAE-reconstruction augmentation")
 
     tr = sub.add_parser("train", help="train a MONAI SegResNet/UNet; each sample is the reconstruction with probability p",
-                        description="DATASET is an nnU-Net raw folder or a manifest (image,label[,name]). "
+                        description="DATASET is an nnU-Net raw folder or a manifest (image,label[,name], or one from 'ctfoundation data index'). "
                                     "--p 0 is the baseline; --p > 0 needs --recon-dir (OUT_DIR of 'batch reconstruct').")
     tr.add_argument("dataset")
     tr.add_argument("model_dir", help="output folder (config.json, model.safetensors; resumes if present)")
@@ -95,12 +96,14 @@ def cmd_train(args) -> int:
                        lr=args.lr, seed=args.seed)
     if args.p > 0 and not args.recon_dir:
         raise ConfigError(f"--p {args.p} needs --recon-dir (reconstructions of the dataset)")
+    check_output_path(args.model_dir, kind="folder", inputs=(args.dataset,))
     cases = load_dataset(args.dataset, classes, spacing_xyz=config.spacing_xyz,
                          recon_dir=args.recon_dir if args.p > 0 else None, names=_names(args.cases))
     callback, close = progress_bar("train")
     try:
         result = train_segmenter(cases, config, args.model_dir, device=_device(args.device),
-                                 resume=not args.no_resume, progress=callback)
+                                 resume=not args.no_resume, progress=callback,
+                                 notify=lambda line: print(line, file=sys.stderr))
     finally:
         close()
     print(f"trained {config.arch} on {len(cases)} case(s), p={config.p_recon} "
@@ -116,6 +119,7 @@ def cmd_evaluate(args) -> int:
 
     if args.tolerance <= 0:
         raise ConfigError(f"--tolerance {args.tolerance}: must be a positive distance in mm")
+    check_output_path(args.out_dir, kind="folder", inputs=(args.dataset, args.model_dir))
     device = _device(args.device)
     model, config, raw = load_model(args.model_dir, device)
     cases = load_dataset(args.dataset, config.classes, spacing_xyz=config.spacing_xyz, names=_names(args.cases))
@@ -141,13 +145,17 @@ def cmd_evaluate(args) -> int:
 def cmd_compare(args) -> int:
     from ..engine.segmentation import compare_tables, format_table, read_evaluation
 
+    if args.out:
+        inputs = (args.baseline, args.augmented)
+        check_output_path(args.out, kind="file", inputs=inputs)
+        check_output_path(Path(args.out).with_suffix(".json"), kind="file", inputs=inputs)
     result = compare_tables(read_evaluation(args.baseline), read_evaluation(args.augmented))
     table = format_table(result)
     print(table)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table + "\n")
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+        atomic_write_text(out, table + "\n")
+        atomic_write_json(out.with_suffix(".json"), result)
         print(f"wrote {out}")
     return 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import List
 
 from ..engine.errors import ConfigError
-from ._common import add_command_group, parse_floats
+from ._common import add_command_group, check_output_path, parse_floats
 
 
 def _int_list(text: str, option: str) -> List[int]:
@@ -62,6 +61,8 @@ def register(subparsers) -> None:
     p.add_argument("--iterations", type=int, default=20, help="SART iterations (default 20)")
     p.add_argument("--device", default="auto", help="DiCE device: auto, cpu, cuda")
     p.add_argument("--normalised", action="store_true", help="write [0, 1] values instead of HU")
+    p.add_argument("--grid", help="DiCE: output voxels per side over the same cube (default: the checkpoint's grid)")
+    p.add_argument("--query", help="DiCE: fast (coarse to fine, default) or dense (every voxel)")
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("evaluate", help="simulate from a CT, reconstruct, print PSNR/SSIM per method and view count")
@@ -79,7 +80,8 @@ def register(subparsers) -> None:
     for name, helptext in (("train", "HyViP pretraining of DiCE (or any stage with --stage)"),
                            ("finetune", "finetune step 1 (dataset adaptation) or 2 (view adjustment)")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("data", nargs="+", help="CT files, folders of CTs, DICOM folders or .txt manifests")
+        p.add_argument("data", nargs="+", help="CT files, folders of CTs, DICOM folders, .txt manifests or "
+                                                     "dataset manifests (.csv from 'ctfoundation data index')")
         p.add_argument("--out", required=True, help="checkpoint folder (config.json, model.safetensors, loss_log.csv, state/)")
         if name == "train":
             p.add_argument("--stage", default="pretrain", choices=("pretrain", "step1", "step2"))
@@ -122,6 +124,7 @@ def cmd_simulate(args) -> int:
     from ..engine.sparse.pipeline import simulate_ct
     from ._common import progress_bar
 
+    check_output_path(args.out_dir, kind="folder", inputs=(args.ct,))
     geometry = get_preset(args.preset)
     geometry.select_views(args.views)
     volume = read_volume(args.ct)
@@ -140,7 +143,27 @@ def cmd_simulate(args) -> int:
 
 def _method_options(args) -> dict:
     return {"sart": {"iterations": args.iterations},
-            "dice": {"checkpoint": args.checkpoint, "device": args.device}}
+            "dice": {"checkpoint": args.checkpoint, "device": args.device, **_dice_query_options(args)}}
+
+
+def _dice_query_options(args) -> dict:
+    """``--grid`` / ``--query`` (reconstruct only) as DiCE options; one-line errors for bad values."""
+    grid, query = getattr(args, "grid", None), getattr(args, "query", None)
+    if (grid is not None or query is not None) and args.method != "dice":
+        raise ConfigError(f"--grid and --query apply to --method dice, not {args.method!r}")
+    options = {}
+    if grid is not None:
+        try:
+            options["grid"] = int(grid)
+        except ValueError:
+            raise ConfigError(f"--grid {grid!r}: expected a whole number of voxels per side") from None
+    if query is not None:
+        options["query"] = query
+    if options:
+        from ..engine.sparse.dice.predict import check_query_options
+
+        check_query_options(options.get("grid"), options.get("query", "fast"))
+    return options
 
 
 def cmd_reconstruct(args) -> int:
@@ -151,6 +174,8 @@ def cmd_reconstruct(args) -> int:
     from ._common import progress_bar
 
     METHODS.get(args.method)
+    _dice_query_options(args)  # a bad --grid / --query fails before any work
+    check_output_path(args.out, kind="volume", inputs=(Path(args.proj_dir) / "projections.mha",))
     ps = ProjectionSet.load(args.proj_dir)
     cb, close = progress_bar(args.method)
     try:
@@ -160,7 +185,7 @@ def cmd_reconstruct(args) -> int:
     if not args.normalised:
         out = out.with_array(unit_to_hu(out.array, ps.geometry.window), unit="HU")
     path = write_volume(out, args.out, protect=(Path(args.proj_dir) / "projections.mha",))
-    print(f"{args.method}: {ps.n_views} views -> {path}")
+    print(f"{args.method}: {ps.n_views} views, {out.array.shape[0]}^3 grid -> {path}")
     if args.method == "dice":
         _note_if_shipped(args.checkpoint)
     return 0
@@ -173,6 +198,8 @@ def cmd_evaluate(args) -> int:
     from ._common import progress_bar
 
     views = _int_list(args.views, "--views")
+    if args.out:
+        check_output_path(args.out, kind="file", inputs=(args.ct,))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     geometry = get_preset(args.preset) if args.preset else default_geometry_for(methods, args.checkpoint)
     for v in views:
@@ -192,13 +219,11 @@ def cmd_evaluate(args) -> int:
     if "dice" in methods:
         _note_if_shipped(args.checkpoint)
     if args.out:
+        from ..engine.atomic import atomic_write_csv
+
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["method", "views", "psnr", "ssim", "seconds"])
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+        atomic_write_csv(out, ["method", "views", "psnr", "ssim", "seconds"],
+                         [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows])
         print(f"table -> {out}", file=sys.stderr)
     return 0
 
@@ -214,7 +239,7 @@ def _dice_config(spec: str, geometry):
     if not path.is_file():
         raise ConfigError(f"--config {spec!r}: use paper, small, tiny or a DiCE config JSON file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ConfigError(f"--config {path}: invalid JSON ({exc})") from None
     data.setdefault("geometry", geometry.to_dict())
@@ -229,6 +254,7 @@ def cmd_train(args) -> int:
     from ._common import progress_bar
 
     out = Path(args.out)
+    check_output_path(out, kind="folder", inputs=tuple(args.data))
     if args.train_command == "finetune":
         stage = f"step{args.step}"
         config = None
@@ -250,6 +276,7 @@ def cmd_train(args) -> int:
     for v in settings.views:
         geometry.select_views(v)
     cache = Path(args.cache) if args.cache else out.parent / "sparse_cache"
+    check_output_path(cache, kind="folder", inputs=tuple(args.data))
     cb, close = progress_bar("simulate (cached)")
     try:
         files = build_cache(args.data, cache, geometry, augment=args.augment, noise=_noise(args),
@@ -258,7 +285,8 @@ def cmd_train(args) -> int:
         close()
     cb, close = progress_bar(stage)
     try:
-        train_dice(files, out, settings, config=config, init_checkpoint=args.init, resume=args.resume, progress=cb)
+        train_dice(files, out, settings, config=config, init_checkpoint=args.init, resume=args.resume, progress=cb,
+                   notify=lambda line: print(line, file=sys.stderr))
     finally:
         close()
     print(f"{stage}: {len(files)} cached volumes -> {out}")

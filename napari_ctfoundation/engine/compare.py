@@ -43,6 +43,16 @@ class CompareRow:
 
 @dataclass
 class CompareResult:
+    """What :func:`compare_reconstruction` returns.
+
+    ``rows``: one :class:`CompareRow` per backend (method, ``f`` voxels per
+    latent position, latent ``channels``, ``values_per_voxel``, ``psnr_db``,
+    ``ms_ssim``, ``ssim``, ``mae_hu`` in HU, ``seconds``, ``kind``
+    "interpolation" or "vae"), sorted by factor; ``skipped``: ``{backend:
+    reason}`` for backends that could not be loaded here; ``window``: the HU
+    window of the metrics; ``shape_zyx``: the compared volume's shape.
+    """
+
     rows: List[CompareRow] = field(default_factory=list)
     skipped: Dict[str, str] = field(default_factory=dict)
     window: HUWindow = field(default_factory=HUWindow)
@@ -67,7 +77,19 @@ def compare_reconstruction(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> CompareResult:
-    """Reconstruct ``volume`` with each backend and measure it (progress in backends)."""
+    """Reconstruct ``volume`` with each backend and measure it (progress in backends).
+
+    ``volume`` is a CT in HU (``[z, y, x]``, any orientation: it is compared
+    on axial slices of ``volume.to_display()``). ``backends`` are VAE
+    registry names, hub ids or folders (default: every registered backend,
+    including the interpolation baselines ``nearest/bilinear/bicubic_f16``
+    and ``_f64``, which downsample each slice by the same area factor as a
+    VAE latent and upsample it back). Metrics are computed in ``window``
+    (HU). A backend that cannot be loaded is listed in ``result.skipped``
+    with the reason (an unknown name too), not raised; ``cancel`` raises
+    :class:`OperationCancelled` between slices.
+    ``format_compare_table(result)`` gives a Markdown table.
+    """
     from .reconstruct import reconstruct_volume
     from .vae import load_vae
 
@@ -103,7 +125,12 @@ def compare_reconstruction(
 
 
 def format_compare_table(result: CompareResult, column: str = "this CT") -> str:
-    """Markdown in the MedVAE layout, plus SSIM, MAE, values/voxel and time."""
+    """Markdown in the MedVAE layout, plus SSIM, MAE, values/voxel and time.
+
+    ``result`` is a :class:`CompareResult`; ``column`` heads the metric
+    column. Never raises for a valid result; skipped backends are listed
+    under the table with their reason.
+    """
     lo, hi = result.window.lo, result.window.hi
     lines = [f"| method | f | C | C/f | {column}: PSNR dB / MS-SSIM | SSIM (3D) | MAE HU | s |",
              "|---|---|---|---|---|---|---|---|"]

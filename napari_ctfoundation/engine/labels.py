@@ -74,7 +74,7 @@ RGBA = Tuple[float, float, float, float]
 @lru_cache(maxsize=None)
 def _organ_names() -> Tuple[Tuple[int, str], ...]:
     try:
-        table = json.loads(ORGAN_TABLE.read_text())
+        table = json.loads(ORGAN_TABLE.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{ORGAN_TABLE}: organ label table unreadable ({exc})") from None
     return tuple(sorted((int(k), str(v)) for k, v in table.items()))
@@ -90,10 +90,12 @@ def names(vocabulary: str = "organs") -> Dict[int, str]:
 
 
 def organ_names() -> Dict[int, str]:
+    """``{id: name}`` of the organ vocabulary (TotalSegmentator v2 ids, background 0 excluded)."""
     return names("organs")
 
 
 def lesion_names() -> Dict[int, str]:
+    """``{id: name}`` of the lesion (disease mask) vocabulary, background 0 excluded."""
     return names("lesions")
 
 

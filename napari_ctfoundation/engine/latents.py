@@ -30,7 +30,16 @@ FORMAT_VERSION = 1
 
 @dataclass
 class LatentVolume:
-    """Latents of one volume plus everything needed to decode and place them."""
+    """Latents of one volume plus everything needed to decode and place them.
+
+    ``latents`` is ``(n_windows, C, t, h, w)`` float32 (float16 when stored
+    so): image VAEs give one window with ``t = Z`` frames (one per slice) and
+    ``h, w`` = the padded slice size divided by the VAE's spatial factor.
+    ``geometry`` is the source volume's ``Volume.geometry_dict()`` (spacing,
+    origin, direction: LPS mm), ``shape_zyx`` its shape, ``hu_window`` the
+    window it was encoded in, ``vae`` the backend description
+    (``vae["spec"]`` reloads it). ``nbytes`` is the size in memory.
+    """
 
     latents: np.ndarray  # (n_windows, C, t, h, w) float32
     window_starts: List[int]  # first slice of each window
@@ -71,6 +80,54 @@ def _pad_to(unit: np.ndarray, factor: int) -> np.ndarray:
     return np.pad(unit, pad, mode="edge")
 
 
+def slab_generator(vae, seed: Optional[int], index: int):
+    """The sampling generator of slab (batch or video window) ``index``, or None.
+
+    One generator per slab, seeded from ``(seed, index)``, so sampled latents
+    do not depend on the order slabs are encoded in (the viewed slice first).
+    """
+    if seed is None:
+        return None
+    import torch
+
+    state = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=vae.device).manual_seed(state)
+
+
+def encode_image_slab(unit: np.ndarray, vae, generator=None) -> np.ndarray:
+    """Unit slices ``(n, H, W)`` (H, W padded) -> latents ``(n, C, h, w)`` float32."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(unit))[:, None].repeat(1, 3, 1, 1)
+    return vae.encode(x, generator=generator).float().cpu().numpy()
+
+
+def decode_image_slab(latents: np.ndarray, vae) -> np.ndarray:
+    """Latents ``(n, C, h, w)`` -> unit slices ``(n, H, W)`` (mean of the RGB channels)."""
+    import torch
+
+    z = torch.from_numpy(np.ascontiguousarray(latents))
+    return vae.decode(z).float().mean(dim=1).cpu().numpy()
+
+
+def encode_video_window(unit: np.ndarray, frames: int, vae, generator=None) -> np.ndarray:
+    """Unit slices of one window -> latents ``(1, C, t, h, w)``; a short window repeats its last slice."""
+    import torch
+
+    block = unit
+    if block.shape[0] < frames:  # short volume: replicate the last slice
+        block = np.concatenate([block, np.repeat(block[-1:], frames - block.shape[0], 0)])
+    x = torch.from_numpy(np.ascontiguousarray(block))[None, None].repeat(1, 3, 1, 1, 1)
+    return vae.encode(x, generator=generator).float().cpu().numpy()
+
+
+def decode_video_window(latents: np.ndarray, vae) -> np.ndarray:
+    """Latents ``(1, C, t, h, w)`` of one window -> unit slices ``(T, H, W)``."""
+    import torch
+
+    return vae.decode(torch.from_numpy(latents)).float().mean(dim=1)[0].cpu().numpy()
+
+
 def video_windows(depth: int, frames: int, overlap: int) -> List[int]:
     """Start slices of overlapping windows of ``frames`` slices covering ``depth``."""
     if depth <= frames:
@@ -96,9 +153,16 @@ def encode_volume(
 ) -> LatentVolume:
     """Encode every slice (or video window) of ``volume`` through ``vae``.
 
+    ``volume`` is HU ``[z, y, x]``; slices are axis 0 (pass
+    ``volume.to_display()`` for axial slices). ``vae`` is a loaded VAE (see
+    :func:`load_vae`); HU are clipped to ``window`` and scaled to [0, 1].
     Latents are deterministic (posterior mean) unless ``seed`` is given.
     Video VAEs: ``window_slices`` (1 + 4k, default the backend's 65) slices
-    per window, consecutive windows sharing ``overlap`` slices.
+    per window, consecutive windows sharing ``overlap`` slices. Returns a
+    :class:`LatentVolume`; progress is reported in slices.
+
+    Raises :class:`ConfigError` for ``batch_size < 1`` or an overlap not
+    smaller than the video window, :class:`OperationCancelled` on ``cancel``.
     """
     import torch
 
@@ -106,32 +170,24 @@ def encode_volume(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     depth, height, width = volume.shape
     unit = _pad_to(window.to_unit(volume.array), vae.spatial_factor)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=vae.device).manual_seed(int(seed))
     tracker = Tracker(depth, "slices", progress, cancel)
     with torch.inference_mode():
         if vae.kind == "video":
-            frames = _video_frames(vae, depth, window_slices)
-            if overlap >= frames:
-                raise ConfigError(f"overlap ({overlap}) must be smaller than the window ({frames} slices)")
+            frames = video_frames(vae, depth, window_slices, overlap)
             starts = video_windows(depth, frames, overlap)
             chunks = []
-            for start in starts:
-                block = unit[start:start + frames]
-                if block.shape[0] < frames:  # short volume: replicate the last slice
-                    block = np.concatenate([block, np.repeat(block[-1:], frames - block.shape[0], 0)])
-                x = torch.from_numpy(np.ascontiguousarray(block))[None, None].repeat(1, 3, 1, 1, 1)
-                chunks.append(vae.encode(x, generator=generator).float().cpu().numpy())
+            for index, start in enumerate(starts):
+                chunks.append(encode_video_window(unit[start:start + frames], frames, vae,
+                                                  slab_generator(vae, seed, index)))
                 tracker.advance(min(start + frames, depth) - tracker.done)  # newly covered slices
             latents = np.concatenate(chunks, axis=0)
             window_slices = frames
         else:
             starts, window_slices, frames_out = [0], depth, []
-            for first in range(0, depth, batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(unit[first:first + batch_size]))[:, None].repeat(1, 3, 1, 1)
-                frames_out.append(vae.encode(x, generator=generator).float().cpu().numpy())
-                tracker.advance(x.shape[0])
+            for index, first in enumerate(range(0, depth, batch_size)):
+                slab = unit[first:first + batch_size]
+                frames_out.append(encode_image_slab(slab, vae, slab_generator(vae, seed, index)))
+                tracker.advance(slab.shape[0])
             latents = np.concatenate(frames_out, axis=0).transpose(1, 0, 2, 3)[None]
     return LatentVolume(
         latents=np.ascontiguousarray(latents, dtype=np.float32),
@@ -146,14 +202,17 @@ def encode_volume(
     )
 
 
-def _video_frames(vae, depth: int, requested: Optional[int] = None) -> int:
+def video_frames(vae, depth: int, requested: Optional[int] = None, overlap: int = 0) -> int:
     """Window length 1 + step*k: requested or the backend's, shorter for thin volumes."""
     t = vae.frame_step
     frames = requested or vae.window_frames
     if frames < 1 + t or (frames - 1) % t:
         raise ConfigError(f"window of {frames} slices: {vae.name} needs 1 + {t}k slices (k >= 1)")
     needed = 1 + t * int(np.ceil(max(depth - 1, 0) / t))
-    return min(frames, max(needed, 1 + t))
+    frames = min(frames, max(needed, 1 + t))
+    if overlap >= frames:
+        raise ConfigError(f"overlap ({overlap}) must be smaller than the window ({frames} slices)")
+    return frames
 
 
 def decode_latents(
@@ -164,7 +223,15 @@ def decode_latents(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Volume:
-    """Decode latents back to a float32 HU volume with the source geometry."""
+    """Decode latents back to a float32 HU volume with the source geometry.
+
+    ``latent`` is a :class:`LatentVolume` (from :func:`encode_volume` or
+    :func:`load_latents`); ``vae`` defaults to reloading the one named in
+    ``latent.vae["spec"]``. Returns a :class:`Volume` of ``latent.shape_zyx``
+    (``[z, y, x]``, HU within the encoding window) placed where the source
+    was. Raises :class:`ConfigError` when the VAE's channel count or kind
+    (image/video) does not match the latents.
+    """
     import torch
 
     if vae is None:
@@ -181,17 +248,14 @@ def decode_latents(
             frames = latent.latents[0].transpose(1, 0, 2, 3)  # (Z, C, h, w)
             parts = []
             for first in range(0, depth, batch_size):
-                z = torch.from_numpy(np.ascontiguousarray(frames[first:first + batch_size]))
-                parts.append(vae.decode(z).float().mean(dim=1).cpu().numpy())
-                tracker.advance(z.shape[0])
+                parts.append(decode_image_slab(frames[first:first + batch_size], vae))
+                tracker.advance(parts[-1].shape[0])
             unit = np.concatenate(parts, axis=0)
     hu = latent.hu_window.from_unit(unit[:, :height, :width])
     return Volume.from_geometry_dict(hu, latent.geometry, decoded_from=latent.vae.get("spec"))
 
 
 def _decode_video(latent: LatentVolume, vae, tracker: Tracker) -> np.ndarray:
-    import torch
-
     depth = latent.shape_zyx[0]
     frames = latent.window_slices
     ph, pw = latent.padded_hw
@@ -199,8 +263,7 @@ def _decode_video(latent: LatentVolume, vae, tracker: Tracker) -> np.ndarray:
     weight = np.zeros((depth, 1, 1), np.float64)
     overlap = int(latent.extra.get("overlap", 0))
     for index, start in enumerate(latent.window_starts):
-        z = torch.from_numpy(latent.latents[index:index + 1])
-        block = vae.decode(z).float().mean(dim=1)[0].cpu().numpy()  # (T, H, W)
+        block = decode_video_window(latent.latents[index:index + 1], vae)  # (T, H, W)
         n = min(frames, depth - start)
         ramp = blend_ramp(frames, overlap, first=index == 0, last=index == len(latent.window_starts) - 1)
         acc[start:start + n] += block[:n] * ramp[:n, None, None]
@@ -233,7 +296,11 @@ def _check_compatible(latent: LatentVolume, vae) -> None:
 
 # ------------------------------------------------------------------ on disk
 def save_latents(latent: LatentVolume, path: Union[str, Path]) -> Path:
-    """Write latents as safetensors with their JSON metadata (atomic)."""
+    """Write latents as safetensors with their JSON metadata (atomic).
+
+    ``path`` must end in ``.safetensors``; parent folders are created.
+    Returns the path. Raises :class:`ConfigError` for another suffix.
+    """
     import os
     import tempfile
 
@@ -255,6 +322,12 @@ def save_latents(latent: LatentVolume, path: Union[str, Path]) -> Path:
 
 
 def load_latents(path: Union[str, Path]) -> LatentVolume:
+    """Read a latent file written by :func:`save_latents` into a :class:`LatentVolume`.
+
+    Raises :class:`VolumeReadError` for a missing file or one that is not a
+    napari-ctfoundation latent file, :class:`GeometryError` when the stored
+    array does not match its metadata.
+    """
     from safetensors import safe_open
 
     p = Path(path)
@@ -266,16 +339,19 @@ def load_latents(path: Union[str, Path]) -> LatentVolume:
             latents = fh.get_tensor("latents")
     except (KeyError, ValueError, OSError, Exception) as exc:  # safetensors raises its own error types
         raise VolumeReadError(f"{p}: not a napari-ctfoundation latent file ({exc})") from None
-    if list(latents.shape) != meta["latent_shape"]:
+    if not isinstance(meta, dict) or list(latents.shape) != meta.get("latent_shape"):
         raise GeometryError(f"{p}: latent shape {latents.shape} does not match its metadata")
-    return LatentVolume(
-        latents=latents,
-        window_starts=meta["window_starts"],
-        window_slices=meta["window_slices"],
-        vae=meta["vae"],
-        hu_window=HUWindow(*meta["hu_window"]),
-        geometry=meta["geometry"],
-        padded_hw=tuple(meta["padded_hw"]),
-        shape_zyx=tuple(meta["shape_zyx"]),
-        extra=meta.get("extra", {}),
-    )
+    try:
+        return LatentVolume(
+            latents=latents,
+            window_starts=meta["window_starts"],
+            window_slices=meta["window_slices"],
+            vae=meta["vae"],
+            hu_window=HUWindow(*meta["hu_window"]),
+            geometry=meta["geometry"],
+            padded_hw=tuple(meta["padded_hw"]),
+            shape_zyx=tuple(meta["shape_zyx"]),
+            extra=meta.get("extra", {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VolumeReadError(f"{p}: incomplete latent metadata ({type(exc).__name__}: {exc})") from None

@@ -19,6 +19,15 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
+    """Named factories of one kind (VAE backends, sparse methods, ...).
+
+    ``names()`` lists them, ``describe()`` gives ``{name: one-line
+    description}``, ``name in registry`` tests one, ``get(name)`` returns the
+    factory and ``create(name, *args, **kwargs)`` calls it. Unknown names
+    raise :class:`ConfigError` listing the known ones. Plug-ins add
+    themselves with the ``@registry.register("name")`` decorator.
+    """
+
     def __init__(self, kind: str, package: Optional[str] = None) -> None:
         self.kind = kind
         self._package = package

@@ -35,10 +35,19 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 class Volume:
     """Voxels plus the geometry that places them in the patient.
 
-    ``array`` holds float32 Hounsfield units for CT and integer ids for label
-    maps. ``metadata`` carries where the volume came from (path, format,
-    DICOM tags, orientation it was stored in) so writers and sidecars can
-    report it.
+    ``array`` is indexed ``[z, y, x]`` and holds float32 Hounsfield units for
+    CT and integer ids for label maps. ``spacing`` (mm) and ``origin`` (mm,
+    position of voxel ``[0, 0, 0]``) are in ``(x, y, z)`` order, in LPS
+    patient coordinates as ITK uses them; ``direction`` is the 3x3 matrix
+    whose columns are the LPS directions of the x, y, z index axes
+    (``affine_ras()`` gives the NIfTI view). ``to_display()`` re-orders
+    (never resamples) to LPS for axial slices; ``napari_scale()`` and
+    ``napari_translate()`` place it in a napari viewer. Raises
+    :class:`GeometryError` for a non-3D array or non-positive spacing.
+
+    ``metadata`` carries where the volume came from (path, format, DICOM
+    tags, orientation it was stored in) so writers and sidecars can report
+    it.
     """
 
     array: np.ndarray

@@ -28,7 +28,15 @@ DEFAULT_PRESET = "ct"
 
 @dataclass(frozen=True)
 class HUWindow:
-    """A closed HU interval mapped linearly onto [0, 1]."""
+    """A closed interval ``[lo, hi]`` of Hounsfield units, mapped linearly onto [0, 1].
+
+    This is the range a VAE sees (everything outside is clipped) and the
+    range metrics are measured in. The default [-1000, 1000] HU is the
+    foundation-VAE default. ``HUWindow.preset("lung")`` gives a radiology
+    preset (see ``PRESETS``: ct, soft_tissue, abdomen, lung, bone, brain,
+    liver). Raises :class:`ConfigError` unless ``lo < hi`` and both are
+    finite.
+    """
 
     lo: float = -1000.0
     hi: float = 1000.0
@@ -38,7 +46,16 @@ class HUWindow:
             raise ConfigError(f"invalid HU window [{self.lo}, {self.hi}]: need LO < HI")
 
     @classmethod
+    def preset(cls, name: str) -> "HUWindow":
+        """The window of a named preset, e.g. ``HUWindow.preset("lung")`` = [-1350, 150] HU.
+
+        Raises :class:`ConfigError` naming the known presets for an unknown name.
+        """
+        return cls.from_preset(name)
+
+    @classmethod
     def from_preset(cls, name: str) -> "HUWindow":
+        """Same as :meth:`preset` (the name the CLI and widgets use)."""
         try:
             width, level = PRESETS[name]
         except KeyError:
@@ -49,14 +66,17 @@ class HUWindow:
 
     @classmethod
     def from_level_width(cls, level: float, width: float) -> "HUWindow":
+        """From a radiologist's level (centre) and width, both in HU."""
         return cls(level - width / 2, level + width / 2)
 
     @property
     def width(self) -> float:
+        """``hi - lo`` in HU."""
         return self.hi - self.lo
 
     @property
     def contrast_limits(self) -> Tuple[float, float]:
+        """``(lo, hi)``, ready for a napari image layer's ``contrast_limits``."""
         return (self.lo, self.hi)
 
     def to_unit(self, hu: np.ndarray) -> np.ndarray:
@@ -68,4 +88,5 @@ class HUWindow:
         return (np.clip(unit, 0.0, 1.0) * self.width + self.lo).astype(np.float32)
 
     def as_list(self) -> list:
+        """``[lo, hi]`` (JSON sidecars)."""
         return [self.lo, self.hi]

@@ -46,9 +46,19 @@ Typical use inside a widget::
 Result layers
 -------------
 :func:`add_result_image` / :func:`add_result_labels` add (or replace) a layer
-on the grid of a source layer: same ``scale`` and ``translate``, the source's
-geometry in ``metadata`` (so the writer can restore the file's orientation),
-plus whatever settings/metrics the caller passes.
+on the grid of a source layer: same ``scale``, ``translate``, axis names and
+units, the source's geometry in ``metadata`` (so the writer can restore the
+file's orientation), plus whatever settings/metrics the caller passes. The
+layer goes on top of the stack, selected, so a result is never hidden under
+an opaque CT, and ``metadata[RESULT_KEY]`` marks it as ours:
+:class:`LayerCombo` pickers default to the newest layer the *user* loaded.
+
+Stress
+------
+Different widgets' jobs run side by side (each gets a pool thread, see
+:func:`_make_pool_room`); one widget runs one job at a time. Closing the
+window or deleting the widget cancels a running job (Close event filter and
+``destroyed``), and nothing touches deleted widgets afterwards.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ from typing import Any, Callable, Dict, Generator, Optional
 import numpy as np
 from napari.qt.threading import GeneratorWorker
 from napari.utils import cancelable_progress
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QEvent, QObject, QThread, QThreadPool, QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QLabel, QProgressBar, QPushButton
 
 from ..engine.errors import CTFoundationError, GeometryError, OperationCancelled
@@ -204,6 +214,27 @@ def _shorten(text: str, n: int) -> str:
     return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip() + "\u2026"
 
 
+def _call_quietly(callback: Optional[Callable[[], Any]]) -> None:
+    """Run a clean-up callback after its widget may be gone: a deleted Qt object must not raise in napari."""
+    if callback is None:
+        return
+    try:
+        callback()
+    except Exception:  # noqa: BLE001
+        log.warning("clean-up after a closed widget failed:\n%s", traceback.format_exc())
+
+
+def _alive(*widgets: Optional[QObject]) -> bool:
+    """False once Qt has deleted any of ``widgets`` (their window closed) while Python still holds them."""
+    try:
+        for widget in widgets:
+            if widget is not None:
+                widget.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
 class _ActivityProgress(cancelable_progress):
     """Activity-dock bar whose Cancel button calls ``cancel_callback`` at once.
 
@@ -215,6 +246,21 @@ class _ActivityProgress(cancelable_progress):
         super().cancel()
         if self.cancel_callback is not None:
             self.cancel_callback()
+
+
+def _make_pool_room() -> None:
+    """Give every job its own pool thread, so widgets run side by side and never queue.
+
+    napari starts workers on Qt's global thread pool, sized to the CPU count
+    (2 on a small laptop or CI machine). Our worker threads mostly wait for
+    their engine thread, so without this a third job (or napari's own
+    workers) would wait, unannounced, for a job in another widget to end.
+    """
+    live_jobs = sum(isinstance(w, JobWorker) for w in list(GeneratorWorker._worker_set))
+    pool = QThreadPool.globalInstance()
+    need = live_jobs + 1 + max(QThread.idealThreadCount(), 2)
+    if pool.maxThreadCount() < need:
+        pool.setMaxThreadCount(need)
 
 
 class JobRunner(QObject):
@@ -248,6 +294,8 @@ class JobRunner(QObject):
         self._returned: Optional[Outcome] = None
         self._last_report: Optional[Report] = None
         self._description = ""
+        self._window: Optional[QObject] = None  # watched for Close while a job runs
+        self._stop_on_destroyed: Optional[Callable[..., None]] = None
         #: the running :class:`JobWorker` (a napari ``GeneratorWorker``), or None
         self.worker: Optional[JobWorker] = None
         #: the last job's outcome (tests and callers read it)
@@ -338,7 +386,72 @@ class JobRunner(QObject):
         worker.errored.connect(
             lambda exc: self._returned_outcome(Outcome("error", message=f"{type(exc).__name__}: {exc}")))
         worker.finished.connect(self._finished)
+        self._watch_window(worker)
+        _make_pool_room()
         worker.start()
+
+    # ------------------------------------------------- window and widget closing
+    def _watch_window(self, worker: "JobWorker") -> None:
+        """Stop the job when its window closes or the widget is deleted (no orphan engine thread).
+
+        Two ways: a Close event on the top-level window is checked once the
+        close has been handled (napari may ask to confirm), and the runner's
+        own ``destroyed`` (the widget, or the whole window, deleted) stops
+        the worker through a closure that needs nothing of the dead widget.
+        """
+        window = self.button.window()
+        self._window = window
+        window.installEventFilter(self)
+        cancel_event, pbar, on_cancelled = self._cancel_event, self._pbar, self._callbacks[1]
+
+        def stop(*_: Any) -> None:
+            cancel_event.set()
+            try:
+                worker.quit()
+            except RuntimeError:  # the worker has already finished and been deleted
+                pass
+            if pbar is not None:
+                try:
+                    pbar.close()
+                except Exception:  # noqa: BLE001 - the activity dock may be gone with its window
+                    pass
+            # The runner is gone, so _finished will not run: the widget's clean-up (e.g. removing
+            # a half-filled live layer from a viewer that stays open) runs here.
+            _call_quietly(on_cancelled)
+
+        self._stop_on_destroyed = stop
+        self.destroyed.connect(stop)
+
+    def _unwatch_window(self) -> None:
+        window, stop = self._window, self._stop_on_destroyed
+        self._window = self._stop_on_destroyed = None
+        try:
+            if window is not None:
+                window.removeEventFilter(self)
+            if stop is not None:
+                self.destroyed.disconnect(stop)
+        except (RuntimeError, TypeError):  # already deleted / disconnected
+            pass
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Close and obj is self._window:
+            # After napari's closeEvent (and any "really close?" dialog) has run.
+            QTimer.singleShot(0, self._window_closed)
+        return False
+
+    def _window_closed(self) -> None:
+        window = self._window
+        try:
+            closed = window is None or not window.isVisible()
+        except RuntimeError:  # deleted
+            closed = True
+        if not (closed and self.running):
+            return
+        if _alive(self.button, self.label):
+            self._set_label(f"{self._description}: window closed, stopping")
+            self.cancel()
+        elif self._stop_on_destroyed is not None:
+            self._stop_on_destroyed()
 
     def _show_progress(self, report: Report) -> None:
         # Reports the engine made while it was winding down after a cancel
@@ -347,10 +460,12 @@ class JobRunner(QObject):
             return
         self._last_report = report
         done, total, unit = report.done, report.total, report.unit
+        # total 0: a phase without a count (loading a model): a busy bar, its name.
         if self.bar is not None:
-            self.bar.setRange(0, max(total, 1))
+            self.bar.setRange(0, max(total, 0))
             self.bar.setValue(done)
-        self._set_label(f"{self._description}: {done}/{total} {unit}")
+        self._set_label(f"{self._description}: {done}/{total} {unit}" if total else
+                        f"{self._description}: {unit}...")
         self.progressed.emit(done, total, unit)
         # Last: napari's bar processes Qt events while it repaints, which may
         # run _finished re-entrantly and close it.
@@ -371,6 +486,7 @@ class JobRunner(QObject):
         if worker is None:
             return
         self.worker = None
+        self._unwatch_window()
         outcome = self._returned
         if self._cancel_event.is_set() or worker.abort_requested:
             # Whatever the engine got to, nothing is delivered after a cancel.
@@ -386,8 +502,17 @@ class JobRunner(QObject):
             outcome = Outcome("error", message="the job stopped without a result")
         self.last_outcome = outcome
         if self._pbar is not None:
-            self._pbar.close()
+            try:
+                self._pbar.close()
+            except Exception:  # noqa: BLE001 - the activity dock may be gone with its window
+                pass
             self._pbar = None
+        if not _alive(self.button, self.bar, self.label):
+            # The window closed (or the widget was deleted) mid-run: the job was cancelled
+            # then; only the widget's clean-up of the viewer runs, no widget is updated.
+            if outcome.status == "cancelled":
+                _call_quietly(self._callbacks[1])
+            return
         if self.bar is not None:
             self.bar.setVisible(False)
         self.button.setText(self.run_text)
@@ -458,35 +583,75 @@ def result_metadata(source_layer, **extra: Any) -> Dict[str, Any]:
     return meta
 
 
-def _replace_or_add(viewer, name: str, add: Callable[[], Any]):
-    """Replace a same-named layer at the same position (re-runs do not pile up)."""
+#: ``metadata`` key that marks a layer this plugin produced (a result); its value is the widget's kind
+RESULT_KEY = "ctfoundation_result"
+
+
+def is_result_layer(layer) -> bool:
+    """True for a layer a widget produced (pickers do not default to those)."""
+    return bool((layer.metadata or {}).get(RESULT_KEY))
+
+
+def source_axes(source_layer) -> Dict[str, Any]:
+    """``axis_labels``/``units`` kwargs copied from ``source_layer`` (``z, y, x`` in mm for our reader's layers).
+
+    Layers that share a grid must share units too: napari stops using units
+    for any layer when they differ.
+    """
+    axes: Dict[str, Any] = {}
+    for key in ("axis_labels", "units"):
+        value = getattr(source_layer, key, None)
+        if value is not None and len(value) == 3:
+            axes[key] = tuple(str(v) for v in value)
+    return axes
+
+
+def _axes_kwargs(source_layer, kwargs: Dict[str, Any]) -> None:
+    for key, value in source_axes(source_layer).items():
+        kwargs.setdefault(key, value)
+
+
+def _replace_or_add(viewer, name: str, add: Callable[[], Any], select: bool):
+    """Add layer ``name`` on top of the stack, replacing a same-named one (re-runs do not pile up).
+
+    A result goes on top (new layers are appended there) so it is not hidden
+    under an opaque CT; ``select`` makes it the active layer.
+    """
     if name in viewer.layers:
-        index = viewer.layers.index(name)
-        viewer.layers.pop(index)
-        layer = add()
-        viewer.layers.move(viewer.layers.index(layer), index)
-        return layer
-    return add()
+        viewer.layers.remove(name)
+    layer = add()
+    top = len(viewer.layers) - 1
+    if viewer.layers.index(layer) != top:
+        viewer.layers.move(viewer.layers.index(layer), top)
+    if select:
+        viewer.layers.selection.active = layer
+    return layer
 
 
 def add_result_image(viewer, data: np.ndarray, source_layer, name: str, *,
-                     metadata: Optional[Dict[str, Any]] = None, **kwargs: Any):
-    """Add (or replace) image layer ``name`` on ``source_layer``'s grid.
+                     metadata: Optional[Dict[str, Any]] = None, select: bool = True,
+                     result_kind: str = "image", **kwargs: Any):
+    """Add (or replace) image layer ``name`` on ``source_layer``'s grid, on top, selected.
 
     A result on a grid of its own (a resampled volume, a projection stack)
     passes ``scale``/``translate`` (and its ``geometry`` in ``metadata``);
-    it still records its source layer.
+    it still records its source layer. ``metadata[RESULT_KEY]`` is set to
+    ``result_kind`` so layer pickers can tell results from the user's layers.
+    A hidden side result (a difference map) passes ``select=False``.
     """
     meta = result_metadata(source_layer, **(metadata or {}))
+    meta[RESULT_KEY] = result_kind
     kwargs.setdefault("scale", source_layer.scale)
     kwargs.setdefault("translate", source_layer.translate)
-    return _replace_or_add(viewer, name, lambda: viewer.add_image(data, name=name, metadata=meta, **kwargs))
+    _axes_kwargs(source_layer, kwargs)
+    return _replace_or_add(viewer, name, lambda: viewer.add_image(data, name=name, metadata=meta, **kwargs),
+                           select)
 
 
 def add_result_labels(viewer, data: np.ndarray, source_layer, name: str, *,
                       metadata: Optional[Dict[str, Any]] = None, vocabulary: str = "organs",
-                      **kwargs: Any):
-    """Add (or replace) labels layer ``name`` on ``source_layer``'s grid.
+                      select: bool = True, result_kind: str = "labels", **kwargs: Any):
+    """Add (or replace) labels layer ``name`` on ``source_layer``'s grid, on top (see :func:`add_result_image`).
 
     ``vocabulary`` ("organs" or "lesions") gives the layer the stable
     colours and the name table of :mod:`engine.labels`.
@@ -494,11 +659,13 @@ def add_result_labels(viewer, data: np.ndarray, source_layer, name: str, *,
     from ..engine import labels as vocab
 
     meta = result_metadata(source_layer, **(metadata or {}))
+    meta[RESULT_KEY] = result_kind
     kwargs.setdefault("colormap", labels_colormap(vocabulary))
     kwargs.setdefault("features", vocab.features_table(np.asarray(data), vocabulary))
+    _axes_kwargs(source_layer, kwargs)
     return _replace_or_add(viewer, name, lambda: viewer.add_labels(
         data, name=name, scale=source_layer.scale, translate=source_layer.translate,
-        metadata=meta, **kwargs))
+        metadata=meta, **kwargs), select)
 
 
 def labels_colormap(vocabulary: str = "organs"):
@@ -514,16 +681,48 @@ def labels_colormap(vocabulary: str = "organs"):
 
 # ---------------------------------------------------------- layer chooser
 class LayerCombo(QComboBox):
-    """A combo box listing the viewer's layers of some types, kept up to date."""
+    """A combo box listing the viewer's layers of some types, kept up to date.
+
+    Until someone chooses (a user in the list, or a widget by
+    ``setCurrentText``) it shows the most recently added layer that the user
+    loaded, never a result this plugin produced (see :func:`is_result_layer`);
+    with only results there it shows none, and the user picks one. A choice
+    is kept when layers are added and dropped only when its layer is removed.
+    """
 
     def __init__(self, viewer, layer_types: tuple, parent=None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.layer_types = layer_types
+        # Long layer names must not widen the dock (laptop screens).
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(8)
+        #: id(layer) -> when it was added; layers already there count in stack order
+        self._added: Dict[int, int] = {id(ly): i for i, ly in enumerate(viewer.layers)}
+        self._counter = len(self._added)
+        self._chosen = False
         events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
+        events.inserted.connect(self._inserted)
+        for event in (events.removed, events.reordered):
             event.connect(self.refresh)
+        self.currentTextChanged.connect(self._text_changed)
         self.refresh()
+
+    def _inserted(self, event: Any = None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            self._added[id(layer)] = self._counter
+            self._counter += 1
+        self.refresh()
+
+    def _text_changed(self, text: str) -> None:
+        # refresh() blocks signals, so this is a choice made by a user or a widget.
+        self._chosen = bool(text)
+
+    def default_layer(self):
+        """The layer shown until someone chooses: the newest user layer; None when only results are there."""
+        user = [ly for ly in self.viewer.layers if isinstance(ly, self.layer_types) and not is_result_layer(ly)]
+        return max(user, key=lambda ly: self._added.get(id(ly), -1)) if user else None
 
     def refresh(self, *_: Any) -> None:
         current = self.currentText()
@@ -531,12 +730,18 @@ class LayerCombo(QComboBox):
         self.clear()
         names = [ly.name for ly in self.viewer.layers if isinstance(ly, self.layer_types)]
         self.addItems(names)
-        if current in names:
+        if self._chosen and current in names:
             self.setCurrentText(current)
-        elif self.viewer.layers.selection.active is not None and \
-                self.viewer.layers.selection.active.name in names:
-            self.setCurrentText(self.viewer.layers.selection.active.name)
+        else:
+            self._chosen = False
+            default = self.default_layer()
+            # Only results left: nothing is chosen for the user (the list still offers them).
+            self.setCurrentIndex(self.findText(default.name) if default is not None else -1)
         self.blockSignals(False)
+        if self.currentText() != current:
+            # Listeners (e.g. Load CT's geometry text) follow a default that moved.
+            self.currentTextChanged.emit(self.currentText())
+            self._chosen = False
 
     def layer(self):
         """The chosen layer, or None."""

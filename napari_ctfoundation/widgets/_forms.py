@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLayout,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -39,17 +41,75 @@ Field = Union[QWidget, QLayout]
 Row = Union[Field, Tuple[Union[str, QWidget], Field]]
 
 
+class FormScrollArea(QScrollArea):
+    """A vertical-only scroll area that keeps its form's minimum width.
+
+    The minimum width is asked of the form each time (napari's style sheet,
+    applied when docking, makes rows wider), so nothing is ever cut off at
+    the right; only the height scrolls.
+    """
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ctfoundation_form_scroll")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._form_min_width = -1
+
+    def setWidget(self, widget: QWidget) -> None:  # noqa: N802 - Qt's name
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt's name
+        # The form's minimum width changes when napari's style sheet reaches it (on docking) or
+        # rows change: tell the dock, which otherwise keeps the width it first asked for.
+        # Children are styled lazily, so the width is known only at the first Show/Resize.
+        if obj is self.widget() and event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.Show,
+                                                      QEvent.Type.Resize, QEvent.Type.StyleChange):
+            width = obj.minimumSizeHint().width()
+            if width != self._form_min_width:
+                self._form_min_width = width
+                self.updateGeometry()
+                outer = self.parentWidget()
+                if outer is not None and outer.layout() is not None:
+                    outer.layout().invalidate()  # its cached minimum came from the old hint
+        return super().eventFilter(obj, event)
+
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        page = self.widget()
+        if page is None:
+            return hint
+        bar = max(self.verticalScrollBar().sizeHint().width(), self.verticalScrollBar().width()
+                  if self.verticalScrollBar().isVisible() else 0)
+        width = page.minimumSizeHint().width() + bar + 2 * self.frameWidth()
+        return QSize(max(hint.width(), width), hint.height())
+
+
 def form_page(widget: QWidget, rows: Sequence[Row]) -> QFormLayout:
-    """Lay ``rows`` out as ``widget``'s form, kept at the top of the dock."""
+    """Lay ``rows`` out as ``widget``'s form, kept at the top of the dock, in a scroll area.
+
+    The scroll area (``widget.scroll_area``) lets napari give the dock less
+    height than the form needs: without it, four docked widgets made the
+    main window 1681 px tall on a 768 px laptop screen.
+    """
+    page = QWidget()
     form = QFormLayout()
     for row in rows:
         if isinstance(row, tuple):
             form.addRow(*row)
         else:
             form.addRow(row)
+    inner = QVBoxLayout(page)
+    inner.addLayout(form)
+    inner.addStretch(1)  # extra dock height goes below the form, not between rows
+    scroll = FormScrollArea()
+    scroll.setWidget(page)
     outer = QVBoxLayout(widget)
-    outer.addLayout(form)
-    outer.addStretch(1)  # extra dock height goes below the form, not between rows
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    widget.scroll_area = scroll
     return form
 
 
@@ -72,9 +132,16 @@ def text_label(text: str = "", *, selectable: bool = False) -> QLabel:
     return label
 
 
+def shrinkable(box: QComboBox, characters: int = 8) -> QComboBox:
+    """Let ``box`` be narrower than its longest item (long layer names would widen the dock)."""
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(characters)
+    return box
+
+
 def combo(items: Iterable[str] = (), *, current: Optional[str] = None,
           tooltip: Optional[str] = None, editable: bool = False) -> QComboBox:
-    box = QComboBox()
+    box = shrinkable(QComboBox())
     box.setEditable(editable)
     box.addItems(list(items))
     if current is not None:
@@ -93,7 +160,7 @@ def window_preset_combo(*extra: str) -> QComboBox:
 
     ``extra`` items (e.g. "custom") follow, with their text as data.
     """
-    box = QComboBox()
+    box = shrinkable(QComboBox())
     for name, (width, level) in PRESETS.items():
         box.addItem(f"{name} (W {width:g} / L {level:g})", name)
     for name in extra:

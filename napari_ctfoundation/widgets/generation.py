@@ -2,9 +2,9 @@
 
 Layout and layer wiring only; the work is ``GenerationPipeline.generate``
 (engine.generation) run by :class:`~._common.JobRunner` (worker thread,
-progress, Generate turns into Cancel). The result is added as
-``<organ layer> [generated]`` on the organ layer's grid with the prompt,
-seed and settings in its ``metadata``.
+progress, Generate turns into Cancel). The result is added on top of the
+layer stack, selected, as ``generated CT (seed N)`` on the organ layer's
+grid, with the prompt, model, seed and settings in its ``metadata``.
 
 Masks are ordinary napari Labels layers coloured with the stable
 vocabularies of ``engine.labels``; the class picker sets the label a brush
@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QCheckBox, QLabel, QPlainTextEdit, QPushButton, QWidg
 
 from ..engine import labels as vocab
 from ..engine.errors import ConfigError, CTFoundationError
-from ._common import LayerCombo, add_result_image, labels_colormap, layer_volume, result_metadata
+from ._common import LayerCombo, add_result_image, labels_colormap, layer_volume, result_metadata, source_axes
 from ._forms import browse_button, combo, device_combo, float_spin, form_page, hbox, int_spin, job_runner, text_label
 
 VIEWS = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
@@ -143,7 +143,8 @@ class ConditionalGenerationWidget(QWidget):
         layer = self.viewer.add_labels(
             data, name=f"{grid_layer.name} [{vocabulary}]", scale=grid_layer.scale,
             translate=grid_layer.translate, metadata=result_metadata(grid_layer, vocabulary=vocabulary),
-            colormap=labels_colormap(vocabulary), features=vocab.features_table(None, vocabulary))
+            colormap=labels_colormap(vocabulary), features=vocab.features_table(None, vocabulary),
+            **source_axes(grid_layer))
         self.vocab_combo.setCurrentText(vocabulary)
         return layer
 
@@ -196,13 +197,16 @@ class ConditionalGenerationWidget(QWidget):
         organs_layer = self.organ_combo.layer()
         if organs_layer is None:
             raise ConfigError("choose an organ label layer (or create a blank one from a CT)")
+        # Copies: the job must not see brush strokes painted while it runs.
         organs = layer_volume(organs_layer, dtype=None)
+        organs.array = np.array(organs.array, copy=True)
         disease = None
         if self.disease_check.isChecked():
             disease_layer = self.disease_combo.layer()
             if disease_layer is None or disease_layer is organs_layer:
                 raise ConfigError("choose a lesion label layer different from the organ layer, or untick it")
             disease = layer_volume(disease_layer, dtype=None)
+            disease.array = np.array(disease.array, copy=True)
             if disease.shape != organs.shape:
                 raise ConfigError(f"lesion layer shape {disease.shape} differs from organ layer {organs.shape}")
         if not np.asarray(organs.array).any():
@@ -234,11 +238,17 @@ class ConditionalGenerationWidget(QWidget):
 
     def _show(self, organs_layer, result) -> None:
         window = (-160.0, 240.0)  # soft tissue (W 400 / L 40)
+        seed = result.settings["seed"]
+        # On top and selected (under the masks it would not show); the details live in metadata.
         layer = add_result_image(
-            self.viewer, result.volume.array, organs_layer, f"{organs_layer.name} [generated]",
+            self.viewer, result.volume.array, organs_layer, generated_name(seed), result_kind="generated_ct",
             metadata={"generation": result.settings, "seconds": round(result.seconds, 2),
-                      "prompt": result.settings["report"], "seed": result.settings["seed"]},
+                      "prompt": result.settings["report"], "seed": seed},
             colormap="gray", contrast_limits=window)
-        self.viewer.layers.move(self.viewer.layers.index(layer), 0)  # below the masks
-        self.status.setText(f"Generation: done in {result.seconds:.1f} s (seed {result.settings['seed']})")
+        self.status.setText(f"Generation: added {layer.name!r} in {result.seconds:.1f} s")
+
+
+def generated_name(seed: int) -> str:
+    """The result layer's name: short, says what it is; a re-run with the same seed replaces it."""
+    return f"generated CT (seed {seed})"
 

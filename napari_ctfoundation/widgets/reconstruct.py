@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QLineEdit, QWidget
 
 from ..engine.errors import ConfigError, CTFoundationError
@@ -63,9 +63,14 @@ def metrics_text(metrics: Dict[str, Any], seconds: Optional[float] = None) -> st
 class ReconstructionWidget(QWidget):
     """Reconstruct an image layer through a frozen foundation VAE."""
 
+    #: (live result, z0, z1): emitted in the engine thread, handled on the UI thread
+    slab_ready = Signal(object, int, int)
+
     def __init__(self, napari_viewer, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self._live: Optional[_LiveResult] = None
+        self.slab_ready.connect(self._fill_slab)
         from napari.layers import Image
 
         from ..engine.vae import VAE_BACKENDS
@@ -154,7 +159,14 @@ class ReconstructionWidget(QWidget):
 
     # ----------------------------------------------------------------- run
     def run(self) -> None:
-        """Start the reconstruction of the chosen layer (UI thread part)."""
+        """Start the reconstruction of the chosen layer (UI thread part).
+
+        It starts at the slice the viewer shows; ``[recon]`` and
+        ``[difference]`` appear after that first slab and fill in as slabs
+        arrive (slices not done yet are NaN, and the layers stay hidden while
+        the viewed slice is one of them); the metrics
+        follow once the volume is complete.
+        """
         layer = self.layer_combo.layer()
         try:
             if layer is None:
@@ -165,6 +177,9 @@ class ReconstructionWidget(QWidget):
             self.runner.refuse(str(exc))
             return
         self.metrics_label.setText("")
+        live = _LiveResult(self, layer, volume, settings)
+        self._live = live
+        start = viewed_slice(self.viewer, layer)
 
         def job(progress, cancel):
             from ..engine.reconstruct import reconstruct_volume
@@ -173,18 +188,28 @@ class ReconstructionWidget(QWidget):
             # Cancel takes effect between forward passes. On CPU batching gains
             # nothing (the bench's one-slice loop runs as fast), and a batch of
             # 8 slices of 512^2 is about a minute on one thread: one slice per
-            # pass keeps Cancel responsive. GPUs keep the engine's batch.
+            # pass keeps Cancel responsive and brings the viewed slice first
+            # after one slice's time. GPUs keep the engine's batch.
             device = resolve_device(settings["device"])
             batch = {"batch_size": 1} if device == "cpu" else {}
             return reconstruct_volume(
                 volume, settings["vae"], settings["window"], device=device,
-                subfolder=settings["subfolder"], progress=progress, cancel=cancel, **batch)
+                subfolder=settings["subfolder"], start_slice=start, out=live.recon,
+                on_slab=lambda z0, z1, hu: self.slab_ready.emit(live, z0, z1),
+                progress=progress, cancel=cancel, **batch)
 
         self.runner.start(job, f"VAE reconstruction of {layer.name}",
-                          on_result=lambda result: self._show(layer, settings, result))
+                          on_result=lambda result: self._show(live, result),
+                          on_cancelled=live.discard, on_error=lambda _message: live.discard())
 
-    def _show(self, layer, settings: Dict[str, Any], result) -> None:
-        """Add the result layers (UI thread)."""
+    def _fill_slab(self, live: "_LiveResult", z0: int, z1: int) -> None:
+        """Slices z0..z1-1 are final (UI thread, queued from the engine thread)."""
+        if live is self._live:
+            live.fill(z0, z1)
+
+    def _show(self, live: "_LiveResult", result) -> None:
+        """The volume is complete: final metadata, contrast and metrics (UI thread)."""
+        settings = live.settings
         window: HUWindow = settings["window"]
         meta = {
             "kind": "vae_reconstruction",
@@ -193,22 +218,117 @@ class ReconstructionWidget(QWidget):
             "metrics": dict(result.metrics),
             "seconds": float(result.seconds),
         }
-        limits = tuple(layer.contrast_limits)
-        recon = add_result_image(
-            self.viewer, result.volume.array, layer, f"{layer.name} [recon]",
-            metadata=meta, colormap="gray", contrast_limits=limits)
-        diff = np.asarray(result.difference.array)
-        # Symmetric limits around 0 so grey/white means "no change".
-        span = float(np.percentile(np.abs(diff), 99.5)) if diff.size else 1.0
-        span = max(span, 1.0)
-        add_result_image(
-            self.viewer, diff, layer, f"{layer.name} [difference]",
-            metadata={**meta, "kind": "vae_difference", "units": "HU (recon - input clipped to window)"},
-            colormap=difference_colormap(), contrast_limits=(-span, span), visible=False)
-        self.viewer.layers.selection.active = recon
+        live.finish(result, meta)
         self.metrics_label.setText(metrics_text(result.metrics, result.seconds))
         self.status.setText(
-            f"added {layer.name} [recon] and [difference] (window [{window.lo:g}, {window.hi:g}] HU)")
+            f"added {live.layer.name} [recon] and [difference] (window [{window.lo:g}, {window.hi:g}] HU)")
+
+
+def viewed_slice(viewer, layer) -> int:
+    """Index along ``layer``'s first axis of the slice the viewer shows."""
+    position = viewer.dims.point
+    data = np.asarray(layer.world_to_data(position[-layer.ndim:]), float)
+    return int(np.clip(np.round(data[0]), 0, layer.data.shape[0] - 1))
+
+
+class _LiveResult:
+    """The ``[recon]`` and ``[difference]`` layers of one run, filled slab by slab.
+
+    Both arrays start as NaN (not computed; never a value that looks like air
+    or like "no difference"), and while the viewed slice is not done the
+    layers are hidden (see :meth:`_show_viewed_slice_if_done`). The engine writes
+    the reconstruction straight into :attr:`recon` (its ``out``), so the
+    widget holds no second copy of it.
+    """
+
+    def __init__(self, widget: "ReconstructionWidget", layer, volume, settings: Dict[str, Any]) -> None:
+        self.widget, self.layer, self.volume, self.settings = widget, layer, volume, settings
+        self.recon = np.full(volume.shape, np.nan, np.float32)
+        self.diff = np.full(volume.shape, np.nan, np.float32)
+        self.done = np.zeros(volume.shape[0], bool)
+        self.recon_layer = self.diff_layer = None
+        self.span = 1.0
+
+    def _show_viewed_slice_if_done(self, *_: Any) -> None:
+        """Hide the layers while the viewed slice is not done yet.
+
+        Renderers without float textures (Mesa, some laptops) draw NaN at the
+        lowest contrast limit, i.e. black like air; an invisible layer cannot
+        be mistaken for a result.
+        """
+        z = viewed_slice(self.widget.viewer, self.layer)
+        for result in (self.recon_layer, self.diff_layer):
+            if result is not None:
+                result.opacity = 1.0 if self.done[z] else 0.0
+
+    def _follow_dims(self, on: bool) -> None:
+        event = self.widget.viewer.dims.events.current_step
+        if on:
+            event.connect(self._show_viewed_slice_if_done)
+        else:
+            event.disconnect(self._show_viewed_slice_if_done)
+
+    def _meta(self) -> Dict[str, Any]:
+        return {"kind": "vae_reconstruction", "status": "in progress",
+                "settings": {"window_preset": self.settings["window_preset"]}}
+
+    def fill(self, z0: int, z1: int) -> None:
+        from ..engine.reconstruct import difference_hu
+
+        self.diff[z0:z1] = difference_hu(self.volume.array[z0:z1], self.recon[z0:z1], self.settings["window"])
+        self.done[z0:z1] = True
+        # Symmetric limits around 0 so black means "no change"; widened as slabs arrive.
+        self.span = max(self.span, float(np.percentile(np.abs(self.diff[z0:z1]), 99.5)))
+        viewer = self.widget.viewer
+        if self.recon_layer is None or self.recon_layer not in viewer.layers:
+            self._add_layers(self._meta())
+            self._follow_dims(True)
+        else:
+            self.diff_layer.contrast_limits = (-self.span, self.span)
+            self.recon_layer.refresh()
+            self.diff_layer.refresh()
+        self._show_viewed_slice_if_done()
+
+    def _add_layers(self, meta: Dict[str, Any]) -> None:
+        viewer, name = self.widget.viewer, self.layer.name
+        # The hidden difference first, so the reconstruction lands on top of it, selected.
+        self.diff_layer = add_result_image(
+            viewer, self.diff, self.layer, f"{name} [difference]", select=False, result_kind="vae_difference",
+            metadata={**meta, "kind": "vae_difference", "units": "HU (recon - input clipped to window)"},
+            colormap=difference_colormap(), contrast_limits=(-self.span, self.span), visible=False)
+        self.recon_layer = add_result_image(
+            viewer, self.recon, self.layer, f"{name} [recon]", result_kind="vae_reconstruction",
+            metadata=meta, colormap="gray", contrast_limits=tuple(self.layer.contrast_limits))
+
+    def finish(self, result, meta: Dict[str, Any]) -> None:
+        viewer = self.widget.viewer
+        meta = {**meta, "status": "complete"}
+        self._stop_following()
+        if self.recon_layer is None or self.recon_layer not in viewer.layers \
+                or self.diff_layer not in viewer.layers:
+            self._add_layers(meta)
+            return
+        self.recon_layer.metadata = {**self.recon_layer.metadata, **meta}
+        self.diff_layer.metadata = {**self.diff_layer.metadata, **meta, "kind": "vae_difference"}
+        self.diff_layer.contrast_limits = (-self.span, self.span)
+        self.recon_layer.refresh()
+        self.diff_layer.refresh()
+
+    def _stop_following(self) -> None:
+        if self.recon_layer is not None:
+            self._follow_dims(False)
+            for result in (self.recon_layer, self.diff_layer):
+                result.opacity = 1.0
+
+    def discard(self) -> None:
+        """Cancelled or failed: a half-filled volume is not a result; remove it."""
+        viewer = self.widget.viewer
+        self._stop_following()
+        for layer in (self.recon_layer, self.diff_layer):
+            if layer is not None and layer in viewer.layers:
+                viewer.layers.remove(layer)
+        if self.widget._live is self:
+            self.widget._live = None
 
 
 def difference_colormap():

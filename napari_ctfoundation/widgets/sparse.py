@@ -2,11 +2,12 @@
 
 Layout and layer wiring only; the work is ``engine.sparse`` run by
 :class:`~._common.JobRunner` (worker thread, progress, Run -> Cancel).
-Simulate adds the projections as an image stack (one plane per view, angles
-in ``metadata``). Reconstruct adds ``<ct> [sparse <method> <n>v]`` on the
-reconstruction grid, placed in the CT's world coordinates (so it overlays
-the CT), shown in HU, with PSNR/SSIM against the normalised CT in the label
-and in ``metadata``.
+Simulate adds the projections as an image stack ``projections (N views)``
+(one plane per view, angles in ``metadata``). Reconstruct adds ``FDK (N views)``
+(or SART, DiCE) on the reconstruction grid cut to the CT's extent, placed in
+the CT's world coordinates (so it overlays the CT), shown in HU, with
+PSNR/SSIM against the normalised CT in the label and in ``metadata``. Every
+result goes on top of the layer stack, selected.
 """
 
 from __future__ import annotations
@@ -22,6 +23,54 @@ from ._forms import combo, float_spin, form_page, hbox, int_spin, job_runner, te
 
 VIEW_CHOICES = ("6", "8", "10", "custom")
 METHOD_NAMES = ("fdk", "sart", "dice")
+METHOD_LABELS = {"fdk": "FDK", "sart": "SART", "dice": "DiCE"}
+
+
+def result_name(method: str, n_views: int) -> str:
+    """A reconstruction layer's name: short, says what it is (the source CT is in metadata)."""
+    return f"{METHOD_LABELS.get(method, method.upper())} ({n_views} views)"
+
+
+def display_limits(method: str, hu: np.ndarray, reference_hu: np.ndarray, ct_limits: tuple) -> tuple:
+    """Contrast limits for a sparse reconstruction ``hu`` (HU, on the grid of ``reference_hu``).
+
+    SART and DiCE are shown in the CT's window, to compare at a glance. FDK
+    from a few views spreads the body over streaks from about -1000 to
+    +600 HU (5th-95th percentile -750..280 on the DICOM sample at 6 views):
+    in a soft-tissue window it reads as noise, so it gets its own range,
+    the 2nd-99.5th percentile of its values inside the body.
+    """
+    if method != "fdk":
+        return tuple(float(v) for v in ct_limits)
+    from ..engine.sparse.preprocess import BODY_HU
+
+    body = hu[reference_hu > BODY_HU]
+    values = body if body.size >= 100 else hu.ravel()
+    lo, hi = (float(v) for v in np.percentile(values, [2.0, 99.5]))
+    return (lo, hi) if hi > lo else tuple(float(v) for v in ct_limits)
+
+
+def crop_to_layer(volume, layer):
+    """``volume`` (display-oriented, on its own grid) cut to the world box of ``layer``.
+
+    The reconstruction grid is a cube (e.g. 64 x 6.4 mm = 410 mm) centred on
+    the body; a 40 mm CT would otherwise leave napari's z slider with about
+    200 steps, nearly all of them empty air. Keeps every grid voxel that
+    overlaps the layer's voxels. Returns ``(cropped volume, crop)`` with
+    ``crop`` the kept index ranges ``[[z0, z1], [y0, y1], [x0, x1]]``.
+    """
+    scale, translate = np.asarray(layer.scale, float)[-3:], np.asarray(layer.translate, float)[-3:]
+    shape = np.asarray(layer.data.shape[-3:])
+    lo = translate - scale / 2  # outer faces of the layer's first and last voxels
+    hi = translate + scale * (shape - 0.5)
+    g_scale, g_origin = np.asarray(volume.napari_scale(), float), np.asarray(volume.napari_translate(), float)
+    crop = []
+    for axis, n in enumerate(volume.shape):
+        centres = g_origin[axis] + g_scale[axis] * np.arange(n)
+        inside = np.flatnonzero((centres + g_scale[axis] / 2 > lo[axis]) & (centres - g_scale[axis] / 2 < hi[axis]))
+        crop.append([int(inside[0]), int(inside[-1]) + 1] if inside.size else [0, n])
+    (z0, z1), (y0, y1), (x0, x1) = crop
+    return volume.cropped(slice(z0, z1), slice(y0, y1), slice(x0, x1)), crop
 
 
 def _shipped_geometry_name() -> str:
@@ -180,8 +229,10 @@ class SparseViewWidget(QWidget):
         meta = {"angles_deg": [float(a) for a in ps.angles],
                 "view_indices": [int(i) for i in ps.view_indices], "sparse": ps.meta(),
                 "placement": "view k at the CT's slice k; detector millimetres, centred on the CT"}
-        add_result_image(self.viewer, ps.projections, layer, f"{layer.name} [projections {ps.n_views}v]",
-                         metadata=meta, scale=scale, translate=translate, colormap="gray", visible=False)
+        # Hidden (it would cover the CT) but on top and selected, so the user sees it arrive.
+        add_result_image(self.viewer, ps.projections, layer, f"projections ({ps.n_views} views)",
+                         result_kind="sparse_projections", metadata=meta, scale=scale, translate=translate,
+                         colormap="gray", visible=False)
         self.status.setText(f"{ps.n_views} views at {', '.join(f'{a:.0f}' for a in ps.angles)} deg")
 
     # --------------------------------------------------------- reconstruct
@@ -219,15 +270,22 @@ class SparseViewWidget(QWidget):
 
         grid, ps, out, metrics, seconds = result
         self._simulation = (key, grid, ps)
+        shown, crop = crop_to_layer(out.with_array(unit_to_hu(out.array, ps.geometry.window)), layer)
         meta = dict(method=method, views=ps.n_views, psnr=metrics["psnr"], ssim=metrics["ssim"],
                     seconds=seconds, options={k: str(v) for k, v in options.items()},
-                    geometry=out.geometry_dict(), sparse_geometry=ps.geometry.to_dict(),
+                    geometry=shown.geometry_dict(), sparse_geometry=ps.geometry.to_dict(),
+                    grid_shape_zyx=list(out.shape), crop_zyx=crop,
+                    crop_note="the grid cut to the CT's extent; PSNR/SSIM are over the whole grid",
                     unit="HU (window of the geometry)")
-        # on the reconstruction grid, placed in the CT's world coordinates
-        add_result_image(self.viewer, unit_to_hu(out.array, ps.geometry.window), layer,
-                         f"{layer.name} [sparse {method} {ps.n_views}v]", metadata=meta,
-                         scale=out.napari_scale(), translate=out.napari_translate(),
-                         contrast_limits=tuple(layer.contrast_limits), colormap="gray")
+        (z0, z1), (y0, y1), (x0, x1) = crop
+        limits = display_limits(method, shown.array, unit_to_hu(grid.array[z0:z1, y0:y1, x0:x1], ps.geometry.window),
+                                tuple(layer.contrast_limits))
+        meta["contrast_limits"] = ("the CT's window" if limits == tuple(layer.contrast_limits)
+                                   else "the result's 2nd-99.5th percentile in the body")
+        # On the reconstruction grid, placed in the CT's world coordinates.
+        add_result_image(self.viewer, shown.array, layer, result_name(method, ps.n_views), metadata=meta,
+                         result_kind="sparse_reconstruction", scale=shown.napari_scale(),
+                         translate=shown.napari_translate(), contrast_limits=limits, colormap="gray")
         self.metrics_label.setText(
             f"{method.upper()}, {ps.n_views} views: PSNR {metrics['psnr']:.2f} dB   SSIM {metrics['ssim']:.4f}"
             f"\n(vs the CT on the {ps.geometry.grid_size}^3 grid in [0, 1], {seconds:.1f} s)")

@@ -8,7 +8,9 @@ tools mirror the input dataset file for file.
   are the channel-0 files ``NAME_0000.nii.gz``; labels ``labelsTr/NAME.nii.gz``.
 * **Manifest**: a ``.csv``/``.tsv`` with an ``image`` column (optional
   ``label`` and ``name``), or a ``.txt`` with one image path a line. Relative
-  paths are relative to the manifest.
+  paths are relative to the manifest. A dataset manifest from ``ctfoundation
+  data index`` reads the same way: ``case`` names the case and
+  ``organ_mask`` is its label map (when there is no ``label`` column).
 * **Plain folder**: every volume file below it (NIfTI, NRRD, MHA, ...) and
   every folder that holds a DICOM series. DICOM series are mirrored as
   ``FOLDER.nii.gz``: there is no faithful way to write a new DICOM series.
@@ -35,7 +37,12 @@ _OUTPUT_SUFFIX = {".nii": ".nii", ".nii.gz": ".nii.gz", ".nrrd": ".nrrd", ".nhdr
 
 @dataclass(frozen=True)
 class Case:
-    """One image of a dataset (and its label map, when known)."""
+    """One image of a dataset (and its label map, when known).
+
+    ``name`` is unique in the dataset, ``image`` / ``label`` are absolute
+    paths, ``rel`` the output path below a batch OUT_DIR (mirrors the input
+    layout).
+    """
 
     name: str
     image: Path
@@ -47,7 +54,14 @@ class Case:
 
 
 def discover_cases(source: PathLike, pattern: Optional[str] = None) -> List[Case]:
-    """All cases of ``source`` (folder, nnU-Net raw dataset or manifest), sorted by name."""
+    """All cases of ``source`` (folder, nnU-Net raw dataset or manifest), sorted by name.
+
+    ``source`` is a folder of volumes / DICOM series (``pattern`` filters by
+    glob), an nnU-Net raw dataset (``imagesTr``/``labelsTr``), a CSV/TSV/TXT
+    manifest, or one volume file. Returns :class:`Case` objects for
+    :func:`run_batch`. Raises :class:`ConfigError` for a missing source, no
+    volumes, or two cases with one name or one output path.
+    """
     src = Path(source).expanduser()
     if not src.exists():
         raise ConfigError(f"{src}: no such dataset folder or manifest")
@@ -106,15 +120,24 @@ def _from_nnunet(root: Path) -> List[Case]:
 
 
 def _from_manifest(path: Path) -> List[Case]:
+    try:
+        return _manifest_cases(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: damaged manifest ({exc})") from None
+
+
+def _manifest_cases(path: Path) -> List[Case]:
     base = path.parent
     rows: List[dict] = []
     if suffix_of(path) == ".txt":
-        for line in path.read_text().splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 rows.append({"image": line})
     else:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix_of(path) == ".tsv" else ",")
             if not reader.fieldnames or "image" not in reader.fieldnames:
                 raise ConfigError(f"{path}: a manifest needs an 'image' column (optional: label, name)")
@@ -126,12 +149,13 @@ def _from_manifest(path: Path) -> List[Case]:
         if not image.exists():
             raise VolumeReadError(f"{path}: line {i}: image {image} does not exist")
         label = None
-        if row.get("label"):
-            label = Path(row["label"]).expanduser()
+        label_value = row.get("label") or row.get("organ_mask")
+        if label_value:
+            label = Path(label_value).expanduser()
             label = label if label.is_absolute() else base / label
             if not label.exists():
                 raise VolumeReadError(f"{path}: line {i}: label {label} does not exist")
-        name = (row.get("name") or "").strip() or _default_name(image, base)
+        name = (row.get("name") or row.get("case") or "").strip() or _default_name(image, base)
         cases.append(Case(name, image, Path(name + _out_suffix(image)), label))
     return cases
 

@@ -62,7 +62,12 @@ def make_export_case(
 ):
     """A batch :data:`CaseFunction` that encodes a case and saves its latents.
 
-    ``storage_dtype="float16"`` halves the file; decoding casts back.
+    ``storage_dtype="float16"`` halves the file; decoding casts back. With
+    :func:`run_batch` each case becomes a ``.safetensors`` latent file
+    (axial slices, :func:`load_latents` reads it) and a CSV row of storage
+    figures (source and latent bytes, compression factors, latent shape).
+    Raises :class:`ConfigError` for a ``storage_dtype`` other than float32
+    or float16; per-case errors land in ``BatchSummary.failed``.
     """
     if storage_dtype not in ("float32", "float16"):
         raise ConfigError(f"--storage {storage_dtype!r}: use float32 or float16")

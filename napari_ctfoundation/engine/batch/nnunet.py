@@ -55,7 +55,16 @@ def export_nnunet(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Path:
-    """Write the dataset; returns its folder. Cases need labels."""
+    """Write the dataset; returns its folder. Cases need labels.
+
+    Writes ``out_root/DatasetXXX_NAME`` in nnU-Net v2 raw layout
+    (``imagesTr``, ``labelsTr``, ``dataset.json``; with ``both`` also ``splits_final.json``)
+    with the originals, the reconstructions from ``recon_dir`` (the OUT_DIR
+    of a batch reconstruction), or both. ``classes`` keeps and renumbers
+    organ ids. Raises :class:`ConfigError` for a bad id, name or mode,
+    cases without labels or reconstructions, and :class:`GeometryError`
+    when a label map or reconstruction is off the image's grid.
+    """
     from ..io import read_labels, read_volume, suffix_of, write_volume
     from ..volume import Volume
 

@@ -30,6 +30,14 @@ def make_reconstruct_case(
     The VAE is loaded once, on the first case that needs it (a resumed run
     whose cases are all finished never loads it). ``output_dtype="int16"``
     rounds to whole HU (the reference code truncated) and clips to int16.
+
+    Use it as ``run_batch(discover_cases(src), out_dir,
+    make_reconstruct_case("taef2", HUWindow()))``: each case is read,
+    reconstructed on axial slices, written in its own voxel layout (float32
+    HU, never over the input) and gives a CSV row (``psnr_db``, ``ssim``,
+    ``ms_ssim``, ``mae_hu`` in HU, seconds, slices). Raises
+    :class:`ConfigError` for an unknown ``output_dtype``; per-case errors
+    land in ``BatchSummary.failed``.
     """
     if output_dtype not in OUTPUT_DTYPES:
         raise ConfigError(f"--dtype {output_dtype!r}: use one of {', '.join(OUTPUT_DTYPES)}")

@@ -24,13 +24,13 @@ import io as _io
 import json
 import os
 import re
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..atomic import atomic_write_text, public_mode  # noqa: F401  (re-exported for callers)
 from ..errors import CTFoundationError, OperationCancelled
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from .dataset import Case
@@ -46,6 +46,8 @@ CaseFunction = Callable[[Case, Path, Optional[ProgressCallback], Optional[Cancel
 
 @dataclass
 class BatchSummary:
+    """What :func:`run_batch` returns: case names ``done``, ``skipped`` (finished earlier) and ``failed`` (with the reason), the merged ``csv_path``, ``seconds``."""
+
     out_dir: Path
     csv_path: Optional[Path]
     done: List[str] = field(default_factory=list)
@@ -54,28 +56,6 @@ class BatchSummary:
     seconds: float = 0.0
     process_index: int = 0
     num_processes: int = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    try:
-        os.chmod(tmp, public_mode())  # mkstemp makes 0600; outputs are for sharing
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def public_mode() -> int:
-    """0666 minus the process umask (what a plain open() would create)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _record_path(out_dir: Path, case: Case) -> Path:
@@ -88,10 +68,22 @@ def is_finished(out_dir: Path, case: Case) -> bool:
     if not rec.is_file():
         return False
     try:
-        record = json.loads(rec.read_text())
+        record = json.loads(rec.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return all((out_dir / p).exists() for p in record.get("outputs", []))
+    return _outputs_intact(out_dir, record)
+
+
+def _sizes(out_dir: Path, outputs: Sequence[str]) -> Dict[str, int]:
+    return {p: (out_dir / p).stat().st_size for p in outputs if (out_dir / p).is_file()}
+
+
+def _outputs_intact(out_dir: Path, record: Dict[str, Any]) -> bool:
+    """Every output still there with the size it was written with (a damaged one is redone)."""
+    outputs = record.get("outputs", [])
+    if not all((out_dir / p).exists() for p in outputs):
+        return False
+    return _sizes(out_dir, outputs) == record.get("output_bytes", _sizes(out_dir, outputs))
 
 
 def shard(cases: Sequence[Case], process_index: int, num_processes: int) -> List[Case]:
@@ -134,6 +126,10 @@ def run_batch(
     (default: the mirrored input path). A case that raises a :class:`CTFoundationError` is reported in
     ``summary.failed`` and retried by the next run; cancellation stops at the
     next case or slice boundary, leaving every finished case in place.
+    ``process`` is e.g. :func:`make_reconstruct_case` or
+    :func:`make_export_case`; both progress arguments accept ``"auto"``.
+    Returns a :class:`BatchSummary`; raises :class:`OperationCancelled` on
+    ``cancel`` (and a case's own error with ``stop_on_error``).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +169,7 @@ def run_batch(
                 continue
             outputs = row.pop("outputs", None) or [str(rel)]
             record = {"case": case.name, "row": {"case": case.name, **row}, "outputs": outputs,
-                      "image": str(case.image)}
+                      "image": str(case.image), "output_bytes": _sizes(out, outputs)}
             atomic_write_text(_record_path(out, case), json.dumps(record, indent=1, default=float))
             summary.done.append(case.name)
             tracker.advance()
@@ -199,12 +195,12 @@ def load_rows(out_dir: os.PathLike, cases: Optional[Sequence[Case]] = None) -> L
     rows = []
     for rec in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            record = json.loads(rec.read_text())
+            record = json.loads(rec.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if wanted is not None and record.get("case") not in wanted:
             continue
-        if all((out / p).exists() for p in record.get("outputs", [])):
+        if _outputs_intact(out, record):
             rows.append(record["row"])
     return sorted(rows, key=lambda r: str(r.get("case")))
 
@@ -232,6 +228,6 @@ def _fmt(value: Any) -> Any:
 
 
 def read_csv(path: os.PathLike) -> Tuple[List[str], List[Dict[str, str]]]:
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         return list(reader.fieldnames or []), list(reader)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -26,6 +27,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from ..errors import ConfigError, VolumeReadError
+from ..io import CTFoundationWarning
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from ..window import HUWindow
 from .augment import augment_case, draw_params
@@ -110,6 +112,14 @@ def build_cache(
     ``augment`` > 0 adds that many augmented copies of every case (flip with
     left/right label swap, shift, zoom, rotation; see ``augment.py``), drawn
     from ``seed`` and the row number, so the same options give the same cache.
+
+    ``manifest`` is a CSV/JSONL with ``image,organ_mask,disease_mask,report``
+    (see :func:`read_generation_manifest`); each CT is encoded in display
+    orientation through ``vae`` inside ``window`` (HU) and its masks are
+    reduced to the latent grid. Returns ``cache_dir``, the input of
+    :func:`train_generation`; progress in cases. Raises
+    :class:`ConfigError` (a ``ManifestError`` listing every bad row) before
+    any encoding, or when ``cache_dir`` was built with another VAE or window.
     """
     from ..latents import encode_volume, load_latents, save_latents
     from ..vae import load_vae
@@ -120,7 +130,7 @@ def build_cache(
     out = Path(cache_dir)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / INDEX
-    old = json.loads(index_path.read_text()) if index_path.is_file() and not overwrite else {}
+    old = _read_old_index(index_path) if not overwrite else {}
     model = load_vae(vae, device=device)
     vae_info = dict(model.describe(), spec=model.describe().get("spec", vae))
     if old and (old.get("vae", {}).get("spec") != vae_info["spec"] or old.get("hu_window") != window.as_list()):
@@ -145,8 +155,8 @@ def build_cache(
             aug = None if params is None else dict(params.as_dict(), copy=copy, seed=int(seed))
             key = _case_key({"image": base[0], "organ_mask": base[1], "disease_mask": base[2], "augment": aug})
             entry = known.get(key)
-            if entry is not None and (out / f"{entry['name']}.latents.safetensors").is_file():
-                lv = load_latents(out / f"{entry['name']}.latents.safetensors")
+            lv = _intact_entry(out, entry["name"]) if entry is not None else None
+            if lv is not None:
                 entry = dict(entry, report=row.report, findings=parse_findings(row.report).tolist())
             else:
                 loaded = loaded or _read_row(row)
@@ -186,11 +196,48 @@ def build_cache(
     return out
 
 
+def _read_old_index(path: Path) -> Dict[str, Any]:
+    """The index of an existing cache to extend; a damaged one is rebuilt from scratch, with a warning."""
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(index, dict) and isinstance(index.get("cases", []), list):
+            return index
+    except (ValueError, UnicodeDecodeError):
+        pass
+    warnings.warn(f"{path}: damaged cache index, rebuilding the cache", CTFoundationWarning, stacklevel=3)
+    return {}
+
+
+def _intact_entry(root: Path, name: str):
+    """The cached latents of ``name`` if both its files read back; None (so it is rebuilt) otherwise."""
+    from safetensors import safe_open
+
+    from ..latents import load_latents
+
+    try:
+        lv = load_latents(root / f"{name}.latents.safetensors")
+        with safe_open(str(root / f"{name}.cond.safetensors"), framework="numpy") as fh:
+            json.loads(fh.metadata()["ctfoundation_cond"])
+            fh.get_tensor("organs")
+        return lv
+    except Exception as exc:  # any damage means: do not trust, encode again
+        warnings.warn(f"{root / name}: damaged cache entry, encoding it again ({type(exc).__name__})",
+                      CTFoundationWarning, stacklevel=3)
+        return None
+
+
 def read_index(cache_dir: Union[str, Path]) -> Dict[str, Any]:
     path = Path(cache_dir) / INDEX
     if not path.is_file():
         raise ConfigError(f"{cache_dir}: not a latent cache (no {INDEX}); build one with `ctfoundation gen cache`")
-    index = json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: damaged cache index ({exc}); rebuild it with `ctfoundation gen cache`") from None
+    if not isinstance(index, dict):
+        raise ConfigError(f"{path}: not a cache index (a JSON object is expected)")
     if index.get("format_version") != CACHE_VERSION:
         raise ConfigError(f"{path}: cache format {index.get('format_version')} is not {CACHE_VERSION}")
     if not index.get("cases"):

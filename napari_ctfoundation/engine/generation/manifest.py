@@ -33,6 +33,8 @@ class ManifestError(ConfigError):
 
 @dataclass
 class ManifestRow:
+    """One validated manifest row: absolute paths, report text (``report_source``: inline or the file)."""
+
     index: int
     image: Path
     organ_mask: Path
@@ -50,6 +52,15 @@ class ManifestRow:
 
 
 def _raw_rows(path: Path) -> List[Dict[str, str]]:
+    try:
+        return _parse_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: damaged CSV ({exc})") from None
+
+
+def _parse_rows(path: Path) -> List[Dict[str, str]]:
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     suffix = path.suffix.lower()
@@ -94,15 +105,19 @@ def _grid(path: Path):
         return Volume(np.zeros(vol.shape, np.uint8), vol.spacing, vol.origin, vol.direction)
     import SimpleITK as sitk
 
+    from ..read_guard import check_size, itk_reason, quiet_itk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise CTFoundationError(f"not a readable image ({str(exc).strip().splitlines()[-1]})") from None
+    with quiet_itk() as chatter:
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise CTFoundationError(f"not a readable image ({itk_reason(exc, chatter, path)})") from None
     size = reader.GetSize()
     if len(size) != 3:
         raise CTFoundationError(f"{len(size)}D image; expected 3D")
+    check_size(path, size, 1)
     return Volume(np.zeros(tuple(reversed(size)), np.uint8), reader.GetSpacing(), reader.GetOrigin(),
                   np.array(reader.GetDirection()).reshape(3, 3))
 
@@ -142,7 +157,14 @@ def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[Manifest
                 problems.append(f"{where}: report file {candidate} does not exist")
                 report = ""
             else:
-                report, source = candidate.read_text(encoding="utf-8").strip(), str(candidate)
+                try:
+                    report, source = candidate.read_text(encoding="utf-8").strip(), str(candidate)
+                except UnicodeDecodeError as exc:
+                    problems.append(f"{where}: report file {candidate} is not UTF-8 text (byte {exc.start})")
+                    report = ""
+                except OSError as exc:
+                    problems.append(f"{where}: report file {candidate} unreadable ({exc.strerror or exc})")
+                    report = ""
         if not report.strip() and len(problems) == before:
             problems.append(f"{where}: the report is empty")
         if len(problems) > before:

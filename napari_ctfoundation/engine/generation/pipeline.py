@@ -11,8 +11,6 @@ so a checkpoint stays small and the frozen models are shared.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +44,15 @@ def resolve_model_dir(spec: Union[str, Path]) -> Path:
 
 @dataclass
 class GenerationResult:
+    """What :meth:`GenerationPipeline.generate` returns.
+
+    ``volume``: the generated CT, float32 HU ``[z, y, x]`` in display
+    orientation (LPS) on the organ mask's grid (None with ``decode=False``);
+    ``latents``: ``(C, t, h, w)`` raw VAE latents; ``settings``: model,
+    report, seed, steps, sampler, guidance, versions (the sidecar);
+    ``seconds`` and per-stage ``timings``.
+    """
+
     volume: Volume  # float32 HU, display orientation, geometry of the organ mask
     latents: np.ndarray  # (C, t, h, w) raw VAE latents
     settings: Dict[str, Any]
@@ -54,6 +61,17 @@ class GenerationResult:
 
 
 class GenerationPipeline:
+    """A trained conditional latent-diffusion model, ready to sample CT from masks and a report.
+
+    ``GenerationPipeline.from_pretrained("demo")`` loads the toy checkpoint
+    shipped in the package (trained on two patients; it overfits them), a
+    folder loads one written by :func:`train_generation` or
+    :meth:`save_pretrained`. :meth:`generate` samples a CT for an organ
+    label map (TotalSegmentator v2 ids), an optional disease mask and a
+    report, from a seed. The frozen VAE and text encoder are loaded on
+    first use.
+    """
+
     def __init__(self, denoiser, config: Dict[str, Any], device: str = "cpu") -> None:
         self.denoiser = denoiser.to(device).eval()
         self.config = config
@@ -63,32 +81,39 @@ class GenerationPipeline:
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, folder: Union[str, Path]) -> Path:
+        """Write ``pipeline.json`` and ``denoiser.safetensors`` to ``folder`` (atomically); returns it."""
         from safetensors.torch import save_file
+
+        from ..atomic import atomic_path, atomic_write_json
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().float().cpu().contiguous() for k, v in self.denoiser.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=out)
-        os.close(fd)
-        save_file(state, tmp)
-        os.replace(tmp, out / WEIGHTS_NAME)
-        (out / CONFIG_NAME).write_text(json.dumps(self.config, indent=1))
+        with atomic_path(out / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp))
+        atomic_write_json(out / CONFIG_NAME, self.config, indent=1)
         return out
 
     @classmethod
     def from_pretrained(cls, spec: Union[str, Path] = "demo", device: str = "auto") -> "GenerationPipeline":
-        from safetensors.torch import load_file
+        """Load ``"demo"`` (shipped) or a pipeline folder (``pipeline.json`` + ``denoiser.safetensors``).
 
+        Raises :class:`ConfigError` for a folder that is not a generation
+        model, another format version, or weights that do not fit the config.
+        """
+        from ..read_guard import build_checked, load_weights, read_json_object
         from ..vae import resolve_device
         from .denoiser import ConditionalDenoiser
 
+
         folder = resolve_model_dir(spec)
-        config = json.loads((folder / CONFIG_NAME).read_text())
+        config = read_json_object(folder / CONFIG_NAME, "pipeline config")
         if config.get("format_version") != PIPELINE_VERSION:
             raise ConfigError(f"{folder}: pipeline format {config.get('format_version')} is not {PIPELINE_VERSION}")
-        model = ConditionalDenoiser(config["denoiser"])
+        model = build_checked(lambda: ConditionalDenoiser(config["denoiser"]), folder / WEIGHTS_NAME,
+                              folder / CONFIG_NAME, "denoiser")
         try:
-            model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
+            model.load_state_dict(load_weights(folder / WEIGHTS_NAME), strict=True)
         except (RuntimeError, OSError) as exc:
             raise ConfigError(f"{folder / WEIGHTS_NAME}: weights do not fit the config ({str(exc)[:200]})") from None
         pipe = cls(model, config, resolve_device(device))
@@ -165,9 +190,19 @@ class GenerationPipeline:
     ) -> GenerationResult:
         """CT conditioned on an organ label map (its grid is the output grid).
 
-        ``guidance`` scales the mask condition and, unless ``guidance_text``
-        is given, the text condition too. The result is in display
-        orientation; write it with ``volume.to_source_orientation()``.
+        ``organ_mask`` is a label :class:`Volume` (TotalSegmentator v2 ids,
+        any orientation; see :func:`read_labels`), ``disease_mask`` an
+        optional lesion label map on the same grid, ``report`` free text
+        (findings are parsed from it unless ``findings`` is given). The same
+        ``seed`` gives the same CT. ``steps`` sampler steps of ``sampler``
+        (ddim, dpmpp, ddpm); ``guidance`` scales the mask condition and,
+        unless ``guidance_text`` is given, the text condition too. The
+        result is in display orientation; write it with
+        ``volume.to_source_orientation()``. Progress in steps.
+
+        Raises :class:`ConfigError` for label ids outside the vocabularies,
+        a disease mask of another shape, or an unknown sampler;
+        :class:`OperationCancelled` on ``cancel``.
         """
         from ..latents import LatentVolume, decode_latents
         from .sampling import sample_latents

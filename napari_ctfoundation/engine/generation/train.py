@@ -8,10 +8,12 @@ guidance: masks with ``p_drop_mask``, report + findings with
 prediction (DDPM noise schedule of ``schedule.py``).
 
 ``accelerate`` gives CPU / one GPU / many GPUs (``accelerate launch``),
-mixed precision on GPU, gradient accumulation and ``save_state`` /
-``load_state`` for checkpoint + resume. An exponential moving average of
+mixed precision on GPU and gradient accumulation. Checkpoints
+(``checkpoints/step_N``: weights, EMA, optimiser, scheduler, RNG states and
+a copy of the log) are atomic and pickle-free (``engine/checkpointing.py``);
+resuming takes the newest intact one. An exponential moving average of
 the weights is kept beside and is what ``model/`` holds. ``loss.jsonl`` logs
-every ``log_every`` steps; ``previews/`` gets a PNG (real vs generated middle
+every ``log_every`` steps, each step once even across resumes; ``previews/`` gets a PNG (real vs generated middle
 slice of the first case) every ``preview_every`` steps.
 """
 
@@ -19,11 +21,10 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,6 +36,17 @@ from .conditioning import condition_tensor
 
 @dataclass
 class TrainConfig:
+    """Settings of :func:`train_generation` (field comments give the details).
+
+    ``steps`` optimiser steps of ``batch_size`` x ``grad_accum`` random
+    latent windows of ``crop = (t, h, w)`` latent cells; ``lr`` with
+    ``warmup_steps`` and ``lr_schedule``; ``ema_decay``; condition dropout
+    ``p_drop_mask`` / ``p_drop_text`` for classifier-free guidance;
+    ``denoiser`` overrides the network sizes; ``checkpoint_every`` and
+    ``preview_every`` in steps. Raises :class:`ConfigError` for out-of-range
+    values.
+    """
+
     steps: int = 1000
     batch_size: int = 2
     grad_accum: int = 1
@@ -221,12 +233,6 @@ class WindowSampler:
 
 
 # --------------------------------------------------------------- training
-def _latest_checkpoint(out: Path) -> Optional[Path]:
-    found = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    found = [p for p in found if (p / "state.json").is_file()]
-    return found[-1] if found else None
-
-
 def _pipeline_config(index: Dict[str, Any], cfg: TrainConfig, denoiser_cfg: Dict[str, Any],
                      sched_cfg: Dict[str, Any], text_desc: Dict[str, Any], step: int, loss: float) -> Dict[str, Any]:
     from .pipeline import PIPELINE_VERSION, versions
@@ -256,12 +262,26 @@ def train(
     resume: bool = True,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    notify: Optional[Callable[[str], None]] = None,
 ) -> TrainResult:
-    """Train (or resume) a conditional denoiser; the EMA model lands in ``out_dir/model``."""
+    """Train (or resume) a conditional denoiser; the EMA model lands in ``out_dir/model``.
+
+    ``cache_dir`` comes from :func:`build_generation_cache`; ``config`` is a
+    :class:`GenerationTrainConfig` (default: its defaults). With
+    ``resume=True`` a run continues from the last checkpoint in
+    ``out_dir``. ``out_dir/model`` loads with
+    ``GenerationPipeline.from_pretrained``. Returns a ``TrainResult``
+    (``model_dir``, ``steps``, ``last_loss``, ``seconds``,
+    ``resumed_from``); progress in steps. ``notify`` gets one line when the
+    run resumes (which checkpoint, which step). Raises :class:`ConfigError`
+    for a missing or invalid cache or mixed precision on the CPU;
+    :class:`OperationCancelled` on ``cancel``.
+    """
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from ..checkpointing import describe, latest_checkpoint, preserved_rng, restore_file, set_rng_state
     from ..vae import resolve_device
     from .denoiser import ConditionalDenoiser, denoiser_config
     from .pipeline import GenerationPipeline
@@ -297,25 +317,27 @@ def train(
     sched_cfg = scheduler_config(cfg.prediction_type)
     noise_sched = training_scheduler(sched_cfg)
     model = ConditionalDenoiser(dcfg)
-    if cfg.init_from and (not resume or _latest_checkpoint(out) is None):
+    ckpt = latest_checkpoint(out) if resume else None
+    if ckpt is not None and ckpt.state.get("denoiser") != dcfg:
+        raise ConfigError(f"{ckpt.path}: checkpoint was trained with another denoiser config; "
+                          "use a new output folder or --no-resume")
+    if cfg.init_from and ckpt is None:
         _warm_start(model, cfg.init_from, dcfg)
+    elif ckpt is not None:
+        model.load_state_dict(ckpt.state["model"])
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
 
     step, resumed = 0, None
-    ckpt = _latest_checkpoint(out) if resume else None
     if ckpt is not None:
-        from safetensors.torch import load_file
-
-        state = json.loads((ckpt / "state.json").read_text())
-        if state.get("denoiser") != dcfg:
-            raise ConfigError(f"{ckpt}: checkpoint was trained with another denoiser config; "
-                              "use a new output folder or --no-resume")
-        accelerator.load_state(str(ckpt))
-        ema.shadow = {k: v.float() for k, v in load_file(str(ckpt / "ema.safetensors")).items()}
-        step = resumed = int(state["step"])
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+        lr_sched.load_state_dict(ckpt.state["scheduler"])
+        if accelerator.scaler is not None and ckpt.state.get("scaler"):
+            accelerator.scaler.load_state_dict(ckpt.state["scaler"])
+        ema.shadow = {k: v.float() for k, v in ckpt.state["ema"].items()}
+        step = resumed = int(ckpt.step)
 
     mean = np.asarray(index["latent_mean"], np.float32)
     std = np.asarray(index["latent_std"], np.float32)
@@ -323,10 +345,20 @@ def train(
                          cfg.seed * 1000 + accelerator.process_index + step, balance=cfg.balance_classes,
                          weight_power=cfg.class_weight_power, weight_max=cfg.class_weight_max)
     drop_rng = np.random.default_rng(cfg.seed + 7 + step)
+    log_path = out / "loss.jsonl"
+    if ckpt is not None:
+        set_rng_state(ckpt.state["rng"], {"windows": data.rng, "drop": drop_rng})
+        # back to the log as it was at the checkpoint: steps after it are redone, so logged once
+        if not restore_file(ckpt, log_path.name, log_path):
+            log_path.write_text("", encoding="utf-8")
+        if notify and accelerator.is_main_process:
+            notify(describe(ckpt))
+    elif log_path.exists() and accelerator.is_main_process:
+        log_path.write_text("", encoding="utf-8")  # a fresh run starts a fresh log
     tracker = Tracker(cfg.steps, "steps", progress, cancel)
     tracker.done = min(step, cfg.steps)
     tracker.report()
-    log = open(out / "loss.jsonl", "a", encoding="utf-8")
+    log = open(log_path, "a", encoding="utf-8")
     started = time.perf_counter()
     losses: List[float] = []
     last = float("nan")
@@ -380,11 +412,15 @@ def train(
                                       "seconds": round(time.perf_counter() - started, 2)}) + "\n")
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _checkpoint(accelerator, ema, out, step, dcfg, cfg.keep_checkpoints)
+                log.flush()
+                _checkpoint(accelerator, model, optimizer, lr_sched, ema, data, drop_rng, out, step, dcfg,
+                            cfg.keep_checkpoints)
                 if accelerator.is_main_process:
-                    save_model()
+                    with preserved_rng():  # building the EMA copy must not move the training RNG
+                        save_model()
             if accelerator.is_main_process and cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
-                _preview(out, step, dcfg, ema, index, cases[0], tokens[0], sched_cfg, cfg)
+                with preserved_rng():
+                    _preview(out, step, dcfg, ema, index, cases[0], tokens[0], sched_cfg, cfg)
             tracker.advance()
     finally:
         log.close()
@@ -399,24 +435,30 @@ def _warm_start(model, spec: str, dcfg: Dict[str, Any]) -> None:
     from .pipeline import CONFIG_NAME, WEIGHTS_NAME, resolve_model_dir
 
     folder = resolve_model_dir(spec)
-    theirs = json.loads((folder / CONFIG_NAME).read_text())["denoiser"]
+    from ..read_guard import read_json_object
+
+    theirs = read_json_object(folder / CONFIG_NAME, "pipeline config").get("denoiser")
     if theirs != dcfg:
         raise ConfigError(f"--init-from {spec}: its denoiser config differs from this run's "
                           "(same --channels/--attention/... and text encoder needed)")
     model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)), strict=True)
 
 
-def _checkpoint(accelerator, ema: EMA, out: Path, step: int, dcfg: Dict[str, Any], keep: int) -> None:
-    from safetensors.torch import save_file
+def _checkpoint(accelerator, model, optimizer, lr_sched, ema: EMA, data: "WindowSampler",
+                drop_rng: np.random.Generator, out: Path, step: int, dcfg: Dict[str, Any], keep: int) -> None:
+    """Atomic, pickle-free resume point (see ``engine/checkpointing.py``); main process only."""
+    from ..checkpointing import rng_state, save_checkpoint
 
-    path = out / "checkpoints" / f"step_{step:07d}"
-    accelerator.save_state(str(path))
-    if accelerator.is_main_process:
-        save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(path / "ema.safetensors"))
-        (path / "state.json").write_text(json.dumps({"step": step, "denoiser": dcfg}))
-        done = sorted((out / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-        for old in done[:-max(1, keep)]:
-            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    log_path = out / "loss.jsonl"
+    save_checkpoint(out, step, {
+        "step": step, "denoiser": dcfg, "model": accelerator.unwrap_model(model).state_dict(),
+        "ema": ema.shadow, "optimizer": optimizer.state_dict(), "scheduler": lr_sched.state_dict(),
+        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        "rng": rng_state({"windows": data.rng, "drop": drop_rng}),
+    }, files={log_path.name: log_path.read_bytes() if log_path.exists() else b""}, keep=keep)
 
 
 def _preview(out: Path, step: int, dcfg, ema: EMA, index, case: CachedCase, tokens: np.ndarray,

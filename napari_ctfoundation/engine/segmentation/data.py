@@ -26,7 +26,13 @@ PathLike = Union[str, os.PathLike]
 
 @dataclass
 class SegCase:
-    """One training/evaluation case on the training grid."""
+    """One training/evaluation case on the training grid.
+
+    ``image`` (float32 HU) and ``labels`` (uint8, 0 = background, 1..K the
+    configured classes) are ``[z, y, x]`` arrays in display orientation,
+    resampled to the training spacing; ``recon`` is the VAE reconstruction
+    on the same grid when one was given.
+    """
 
     name: str
     image: np.ndarray  # [z, y, x] float32 HU
@@ -40,7 +46,7 @@ class SegCase:
 def organ_table() -> Dict[int, str]:
     """TotalSegmentator v2 id -> organ name (the shipped label table)."""
     path = resources.files("napari_ctfoundation") / "data" / "organ_labels_totalsegmentator_v2.json"
-    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+    return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
 
 
 def parse_classes(spec: Union[str, Sequence, Dict[int, str]]) -> Dict[int, str]:
@@ -108,6 +114,14 @@ def load_case(
     recon_path: Optional[PathLike] = None,
     name: Optional[str] = None,
 ) -> SegCase:
+    """One case (CT + organ label map, optional reconstruction) on the training grid.
+
+    Both are read, put in display orientation, resampled to ``spacing_xyz``
+    mm (None: native) and the labels renumbered to 1..K after ``classes``
+    ``{organ id: name}``. Raises :class:`VolumeReadError` for unreadable
+    files and :class:`GeometryError` when the label map or reconstruction is
+    off the image's grid.
+    """
     from ..io import read_labels, read_volume
 
     image = read_volume(image_path).to_display()
@@ -147,6 +161,10 @@ def load_dataset(
 
     ``recon_dir`` is the OUT_DIR of ``batch reconstruct`` on the same dataset;
     reconstructions are found by mirrored path. ``names`` picks cases.
+    ``classes`` is ``{organ id: name}``; ``spacing_xyz`` (mm) the training
+    grid (None: native). Raises :class:`ConfigError` for unknown case names,
+    a case without labels or without its reconstruction, and
+    :class:`GeometryError` for label maps off the image grid.
     """
     from ..batch.dataset import discover_cases
 
@@ -161,7 +179,7 @@ def load_dataset(
     for c in cases:
         if c.label is None:
             raise ConfigError(f"{source}: case {c.name} has no label map; segmentation needs labels "
-                              "(nnU-Net labelsTr or a manifest 'label' column)")
+                              "(nnU-Net labelsTr or a manifest 'label' or 'organ_mask' column)")
         recon = None
         if recon_dir is not None:
             recon = c.output_path(recon_dir)

@@ -124,7 +124,13 @@ def evaluate_cases(
 ) -> List[Dict]:
     """Rows for every case and class (see :func:`case_metrics`).
 
-    ``largest_component`` keeps one island per class before measuring.
+    ``model`` and ``config`` come from :func:`load_segmenter`; ``cases``
+    from :func:`load_seg_dataset`. Each row: ``case``, ``class``, ``dice``,
+    ``nsd`` (normalised surface Dice at ``tolerance_mm``), ``hd95_mm``
+    (mm), voxel counts. ``predictions_dir`` also writes each prediction as
+    a label volume. ``largest_component`` keeps one island per class before
+    measuring. Raises :class:`OperationCancelled` on ``cancel``; a
+    prediction that cannot be written raises :class:`VolumeWriteError`.
     """
     tracker = Tracker(len(cases), "cases", progress, cancel)
     rows: List[Dict] = []
@@ -194,11 +200,14 @@ def read_evaluation(path: Union[str, os.PathLike]) -> List[Dict]:
 
     if not p.is_file():
         raise ConfigError(f"{p}: no evaluation table (run 'ctfoundation seg evaluate' first)")
-    with open(p, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        for k in ("dice", "nsd", "hd95_mm", "tolerance_mm"):
-            r[k] = float(r[k])
-        for k in ("ref_voxels", "pred_voxels"):
-            r[k] = int(r[k])
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            for k in ("dice", "nsd", "hd95_mm", "tolerance_mm"):
+                r[k] = float(r[k])
+            for k in ("ref_voxels", "pred_voxels"):
+                r[k] = int(r[k])
+    except (UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{p}: damaged evaluation table ({type(exc).__name__}: {exc})") from None
     return rows

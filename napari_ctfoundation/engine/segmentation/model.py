@@ -25,7 +25,15 @@ WEIGHTS_FILE = "model.safetensors"
 
 @dataclass
 class SegConfig:
-    """Training and preprocessing settings (tiny CPU defaults)."""
+    """Training and preprocessing settings (tiny CPU defaults).
+
+    ``classes`` ``{organ id: name}`` (TotalSegmentator v2 ids) to segment,
+    ``spacing_xyz`` mm of the training grid, ``patch_zyx`` voxels,
+    ``hu_window`` (HU) for intensity scaling, ``p_recon`` the probability a
+    training sample is the VAE reconstruction instead of the CT. Raises
+    :class:`ConfigError` for an unknown arch, a probability outside [0, 1],
+    patch sizes not multiples of 4, or an empty HU window.
+    """
 
     classes: Dict[int, str] = field(default_factory=lambda: {5: "liver", 1: "spleen", 6: "stomach"})
     arch: str = "segresnet"
@@ -108,17 +116,29 @@ def save_model(model, config: SegConfig, folder: Union[str, os.PathLike], extra:
 
 
 def load_model(folder: Union[str, os.PathLike], device: str = "cpu"):
-    """-> (model in eval mode, SegConfig, the config dict as saved)."""
-    from safetensors.torch import load_file
+    """-> (model in eval mode, SegConfig, the config dict as saved).
+
+    ``folder`` is what :func:`train_segmenter` wrote. Raises
+    :class:`ConfigError` for a folder without ``config.json`` and weights,
+    or weights that do not fit the saved config.
+    """
+    from ..errors import CTFoundationError
+    from ..read_guard import build_checked, load_weights, read_json_object
 
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(f"{folder}: not a segmentation model folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-    raw = json.loads((folder / CONFIG_FILE).read_text())
-    config = SegConfig.from_json(raw)
-    model = build_model(config)
+
+    raw = read_json_object(folder / CONFIG_FILE, "segmentation model config")
     try:
-        model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)), strict=True)
+        config = SegConfig.from_json(raw)
+    except CTFoundationError:
+        raise
+    except Exception as exc:  # wrong types in a damaged config.json
+        raise ConfigError(f"{folder / CONFIG_FILE}: invalid config ({type(exc).__name__}: {exc})") from None
+    model = build_checked(lambda: build_model(config), folder / WEIGHTS_FILE, folder / CONFIG_FILE, "segmentation")
+    try:
+        model.load_state_dict(load_weights(folder / WEIGHTS_FILE), strict=True)
     except RuntimeError as exc:
         raise ConfigError(f"{folder}: weights do not fit the saved config ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), config, raw

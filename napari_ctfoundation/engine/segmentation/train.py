@@ -8,18 +8,18 @@ paper's "boundary-stable view" augmentation (REFERENCE section 1).
 of a random present class with probability ``fg_fraction`` (class-balanced,
 as nnU-Net oversamples foreground), else anywhere.
 
-Checkpoint each epoch (weights + optimiser + RNG state); calling again with
-the same output folder resumes after the last finished epoch.
+Checkpoint each epoch (weights + optimiser + scheduler + RNG state, atomic
+and pickle-free: ``engine/checkpointing.py``); calling again with the same
+output folder resumes after the last intact epoch checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..progress import CancelCheck, ProgressCallback, Tracker
 from .data import SegCase
 from .model import SegConfig, build_model, save_model
 
-STATE_FILE = "train_state.pt"
+OLD_STATE_FILE = "train_state.pt"  # pickled state of earlier versions: never loaded
 LOG_FILE = "train_log.json"
 
 
@@ -91,10 +91,25 @@ def train_segmenter(
     resume: bool = True,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    notify: Optional[Callable[[str], None]] = None,
 ) -> TrainResult:
-    """Train on ``cases`` (training grid), save to ``out_dir``; progress in steps."""
+    """Train on ``cases`` (training grid), save to ``out_dir``; progress in steps.
+
+    ``cases`` come from :func:`load_seg_dataset` / :func:`load_seg_case`;
+    ``config`` is a :class:`SegConfig` (with ``p_recon > 0`` the cases need
+    reconstructions). A MONAI SegResNet/UNet is trained on random patches
+    and saved as ``out_dir/config.json`` + ``model.safetensors`` (load it
+    with :func:`load_segmenter`); ``resume=True`` continues from the last
+    checkpoint. ``notify`` gets one line when the run resumes (which
+    checkpoint, which epoch). Raises :class:`ConfigError` for no cases,
+    missing reconstructions, or an ``out_dir`` holding a run with other
+    settings; :class:`OperationCancelled` on ``cancel``.
+    """
     import torch
     from monai.losses import DiceCELoss
+
+    from ..atomic import atomic_write_json
+    from ..checkpointing import describe, latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 
     if not cases:
         raise ConfigError("no training cases")
@@ -114,9 +129,12 @@ def train_segmenter(
     rng = np.random.default_rng(config.seed)
     result = TrainResult(out)
     start_epoch, n_recon, n_samples = 0, 0, 0
-    state_path = out / STATE_FILE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None and (out / OLD_STATE_FILE).is_file():
+        raise ConfigError(f"{out / OLD_STATE_FILE}: pickled training state of an earlier version is not loaded "
+                          "(unsafe); use --no-resume to start over")
+    if ckpt is not None:
+        state = ckpt.state
         # more epochs may be asked for (train longer); anything else must match
         same = {k: v for k, v in state.get("config", {}).items() if k != "epochs"}
         if same != {k: v for k, v in config.to_json().items() if k != "epochs"}:
@@ -125,10 +143,12 @@ def train_segmenter(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
-        start_epoch, result.losses = state["epoch"], list(state["losses"])
-        n_recon, n_samples = state.get("n_recon", 0), state.get("n_samples", 0)
+        set_rng_state(state["rng"], {"patches": rng})
+        start_epoch, result.losses = int(state["epoch"]), list(state["losses"])
+        n_recon, n_samples = int(state.get("n_recon", 0)), int(state.get("n_samples", 0))
         result.resumed_from_epoch = start_epoch
+        if notify:
+            notify(describe(ckpt) + f", epoch {start_epoch}")
     sampler = PatchSampler(cases, config, rng)
     tracker = Tracker(total_steps, "steps", progress, cancel)
     tracker.done = min(total_steps, start_epoch * config.steps_per_epoch)
@@ -154,16 +174,14 @@ def train_segmenter(
         # checkpoint: weights (usable model) first, then the resume state
         save_model(model, config, out, extra={"trained_epochs": epoch + 1,
                                               "train_cases": [c.name for c in cases]})
-        tmp = out / f".tmp-{STATE_FILE}"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "rng": rng.bit_generator.state,
-                    "epoch": epoch + 1, "losses": result.losses, "config": config.to_json(),
-                    "n_recon": n_recon, "n_samples": n_samples}, tmp)
-        os.replace(tmp, state_path)
+        save_checkpoint(out, (epoch + 1) * config.steps_per_epoch, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": rng_state({"patches": rng}), "epoch": epoch + 1, "losses": result.losses,
+            "config": config.to_json(), "n_recon": n_recon, "n_samples": n_samples}, keep=2)
     result.seconds = time.perf_counter() - t0
     result.recon_fraction = n_recon / max(1, n_samples)
     log = {"losses": result.losses, "seconds_this_run": round(result.seconds, 2),
            "recon_fraction": round(result.recon_fraction, 4), "p_recon": config.p_recon,
            "train_cases": [c.name for c in cases]}
-    (out / LOG_FILE).write_text(json.dumps(log, indent=2))
+    atomic_write_json(out / LOG_FILE, log)
     return result

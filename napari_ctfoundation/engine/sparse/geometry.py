@@ -24,7 +24,18 @@ from ..errors import ConfigError, GeometryError
 
 @dataclass(frozen=True)
 class ConeBeamGeometry:
-    """Source/detector distances, detector, angles and reconstruction grid."""
+    """Source/detector distances, detector, angles and reconstruction grid.
+
+    Distances in mm (``sod`` source-isocentre, ``sdd`` source-detector),
+    ``detector_pixels`` ``(u, v)`` with ``detector_pitch`` mm, candidate
+    view angles in degrees (``n_candidates`` over ``angle_range``, or
+    explicit ``angles``), and the reconstruction grid: a cube of
+    ``grid_size`` voxels of ``grid_spacing`` mm, HU ``window`` mapped to
+    [0, 1]. Ready-made ones are in ``GEOMETRY_PRESETS`` (``deepsparse``,
+    ``deepsparse-128``, ``deepsparse-64``, ``knee``, ``knee-64``);
+    ``scaled(k)`` keeps the physics on a k-times coarser grid and detector.
+    Raises :class:`ConfigError` naming the field for inconsistent values.
+    """
 
     name: str = "custom"
     sod: float = 800.0  # source to isocentre (DSO), mm
@@ -67,8 +78,13 @@ class ConeBeamGeometry:
                 raise bad("angle_range", f"must be in (0, 360] degrees, got {self.angle_range}")
         elif len(self.angles) < 1:
             raise bad("angles", "is an empty list")
-        if self.grid_size < 8:
-            raise bad("grid_size", f"must be >= 8 voxels, got {self.grid_size}")
+        if not 8 <= self.grid_size <= 512:
+            raise bad("grid_size", f"must be 8 to 512 voxels, got {self.grid_size}")
+        # Bounds far above real scanners: a damaged or hostile geometry must not allocate terabytes.
+        if max(self.detector_pixels) > 16384:
+            raise bad("detector_pixels", f"must be at most 16384 per side, got {self.detector_pixels}")
+        if self.angles is None and self.n_candidates > 10_000:
+            raise bad("n_candidates", f"must be at most 10000, got {self.n_candidates}")
         if self.grid_spacing <= 0:
             raise bad("grid_spacing", f"must be positive, got {self.grid_spacing}")
         if not self.window[0] < self.window[1]:
@@ -184,14 +200,14 @@ class ConeBeamGeometry:
         return cls(**data)
 
     def save(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        from ..atomic import atomic_write_json
+
+        return atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "ConeBeamGeometry":
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{path}: cannot read geometry JSON ({exc})") from None
         return cls.from_dict(data)

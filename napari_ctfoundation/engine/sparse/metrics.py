@@ -37,6 +37,14 @@ def ssim3d(reference: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def sparse_metrics(reference: np.ndarray, prediction: np.ndarray) -> Dict[str, float]:
+    """``{"psnr": dB, "ssim": 3D SSIM}`` of a sparse-view reconstruction, as DeepSparse scores it.
+
+    Both arrays are grid volumes ``[z, y, x]`` in the normalised [0, 1]
+    domain (``geometry.window`` HU mapped to [0, 1]), e.g. the grid volume
+    from :func:`simulate_sparse_views` and a method's output; both are
+    clipped to [0, 1], data range 1. Raises :class:`GeometryError` when the
+    shapes differ or an axis is thinner than the 7-voxel SSIM window.
+    """
     if np.shape(reference) != np.shape(prediction):
         raise GeometryError(f"reference {np.shape(reference)} and prediction {np.shape(prediction)} differ in shape")
     return {"psnr": psnr(reference, prediction), "ssim": ssim3d(reference, prediction)}

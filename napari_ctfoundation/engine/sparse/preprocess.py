@@ -2,8 +2,9 @@
 
 Resample to the grid spacing (with an anti-alias blur when coarsening),
 crop/pad to the grid cube around the body (pad value -1000 HU), clip to the
-HU window and scale to [0, 1]. The result is a :class:`Volume` whose
-geometry places the grid in the CT's world coordinates (identity direction,
+HU window and scale to [0, 1]. Values below -1000 HU (field-of-view padding,
+-2048 or -3024) become air before any blurring or interpolation. The result
+is a :class:`Volume` whose geometry places the grid in the CT's world coordinates (identity direction,
 LPS), so reconstructions can be written back as NIfTI aligned with the CT.
 """
 
@@ -20,6 +21,7 @@ from .geometry import ConeBeamGeometry
 
 PAD_HU = -1000.0
 BODY_HU = -500.0  # voxels above this are "body" when centring the grid
+AIR_CEILING_HU = 1e9  # no upper clamp before resampling (the window clips later)
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def to_grid(
 
     check_fits(volume, geometry, min_coverage, name)
     center = body_center(volume) if center is None else np.asarray(center, dtype=float)
-    image = volume.to_sitk()
+    # Padding outside the scanner's field of view (-2048, -3024 HU) is air: raise everything below air
+    # to air *before* blurring and interpolating, or the padding would darken the tissue next to it.
+    image = sitk.Clamp(sitk.Cast(volume.to_sitk(), sitk.sitkFloat32), sitk.sitkFloat32, PAD_HU, AIR_CEILING_HU)
     # Anti-alias: blur by the extra width of the coarser grid voxel.
     sigmas = [np.sqrt(max(geometry.grid_spacing ** 2 - s ** 2, 0.0)) / 2.355 for s in volume.spacing]
     if max(sigmas) > 0.1 * min(volume.spacing):

@@ -31,7 +31,13 @@ RTK_GEOMETRY_FILE = "geometry_rtk.xml"
 
 @dataclass(frozen=True)
 class NoiseModel:
-    """Poisson quantum noise then Gaussian electronic noise (``enabled=False``: exact DRRs)."""
+    """Poisson quantum noise then Gaussian electronic noise (``enabled=False``: exact DRRs).
+
+    ``photons`` incident per detector pixel, ``electronic_sigma`` in counts,
+    ``attenuation_per_mm`` of normalised value 1. Raises
+    :class:`ConfigError` for non-positive photons or attenuation, or a
+    negative sigma.
+    """
 
     enabled: bool = True
     photons: float = 1e5  # incident photons per detector pixel (I0)
@@ -59,7 +65,15 @@ class NoiseModel:
 
 @dataclass
 class ProjectionSet:
-    """Projections of one CT with everything needed to reconstruct it."""
+    """Projections of one CT with everything needed to reconstruct it.
+
+    ``projections`` ``(views, v, u)`` float32 line integrals (mm times the
+    normalised attenuation), ``angles`` in degrees, ``view_indices`` into
+    the geometry's candidates, the ``geometry``, and ``grid`` (the grid
+    volume's geometry in the CT's LPS world, so reconstructions land where
+    the CT was). ``save(folder)`` / ``ProjectionSet.load(folder)`` keep it
+    on disk (MHA + JSON); ``subset(indices)`` picks views.
+    """
 
     projections: np.ndarray  # (views, v, u) line integrals, float32
     angles: np.ndarray  # degrees, one per view
@@ -103,11 +117,13 @@ class ProjectionSet:
         image = sitk.GetImageFromArray(self.projections.astype(np.float32))
         image.SetSpacing((*self.geometry.detector_pitch, 1.0))
         image.SetOrigin((*self.geometry.detector_origin(), 0.0))
-        tmp = folder / ("tmp_" + PROJECTIONS_FILE)
-        sitk.WriteImage(image, str(tmp))
-        tmp.replace(folder / PROJECTIONS_FILE)
-        (folder / META_FILE).write_text(json.dumps(self.meta(), indent=2))
-        _write_rtk_xml(self, folder / RTK_GEOMETRY_FILE)
+        from ..atomic import atomic_path, atomic_write_json
+
+        with atomic_path(folder / PROJECTIONS_FILE) as tmp:
+            sitk.WriteImage(image, str(tmp))
+        atomic_write_json(folder / META_FILE, self.meta())
+        with atomic_path(folder / RTK_GEOMETRY_FILE) as tmp:
+            _write_rtk_xml(self, tmp)
         return folder
 
     @classmethod
@@ -122,7 +138,7 @@ class ProjectionSet:
                 "make one with `ctfoundation sparse simulate`)"
             )
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             projections = sitk.GetArrayFromImage(sitk.ReadImage(str(proj_path))).astype(np.float32)
         except Exception as exc:  # noqa: BLE001 - any read problem is the file's
             raise VolumeReadError(f"{folder}: cannot read projections ({exc})") from None
@@ -166,7 +182,11 @@ def simulate_projections(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> ProjectionSet:
-    """DRRs of a normalised grid volume (from :func:`.preprocess.to_grid`) at the given candidates."""
+    """DRRs of a normalised grid volume (from :func:`.preprocess.to_grid`) at the given candidates.
+
+    Raises :class:`ConfigError` when the grid volume does not match
+    ``geometry.grid_size`` or a view index is outside the candidates.
+    """
     from .rtk import forward_project
 
     n = geometry.grid_size

@@ -13,9 +13,11 @@ so every iteration only picks views and points. Stages (REFERENCE section 3):
   shallow 3D denoise layers map sparse-view quantised features toward the
   dense-view ones (L1 feature loss) plus the task loss.
 
-Loss: MSE on sampled points (+ VQ commitment). Optimiser AdamW. Checkpoint
-(safetensors + JSON) and accelerate state every epoch; ``resume=True``
-continues from the last saved epoch. ``loss_log.csv`` records every step.
+Loss: MSE on sampled points (+ VQ commitment). Optimiser AdamW. Every epoch
+the model (``config.json`` + ``model.safetensors``) and an atomic resume
+checkpoint (``checkpoints/step_N``: weights, optimiser, RNG states, log copy;
+see ``engine/checkpointing.py``) are saved; ``resume=True`` continues from
+the newest intact checkpoint. ``loss_log.csv`` records every step once.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ import csv
 import hashlib
 import json
 import time
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, VolumeReadError
+from ..io import CTFoundationWarning
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from .geometry import ConeBeamGeometry
 from .preprocess import BODY_HU
@@ -41,15 +47,19 @@ STAGES = ("pretrain", "step1", "step2")
 
 # ------------------------------------------------------------------ data
 def list_cts(sources: Sequence[Union[str, Path]]) -> List[Path]:
-    """CT paths from files, DICOM folders, folders of volumes, or .txt manifests (one path a line)."""
+    """CT paths from files, DICOM folders, folders of volumes, .txt manifests (one path a line) or
+    dataset manifests (``.csv`` from ``ctfoundation data index``: its ``image`` column)."""
+    from ..dataset.manifest import read_dataset_manifest
     from ..io import looks_like_volume
 
     out: List[Path] = []
     for src in sources:
         p = Path(src)
         if p.suffix == ".txt" and p.is_file():
-            lines = [l.strip() for l in p.read_text().splitlines() if l.strip() and not l.startswith("#")]
+            lines = [l.strip() for l in p.read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
             out += list_cts([(p.parent / l) if not Path(l).is_absolute() else Path(l) for l in lines])
+        elif p.suffix.lower() == ".csv" and p.is_file():
+            out += [case.image for case in read_dataset_manifest(p)]
         elif p.is_dir() and not looks_like_volume(p):
             out += sorted(f for f in p.iterdir() if looks_like_volume(f))
         elif p.exists():
@@ -72,7 +82,16 @@ def build_cache(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> List[Path]:
-    """Simulate every candidate view of every CT (+ ``augment`` random rigid copies), once."""
+    """Simulate every candidate view of every CT (+ ``augment`` random rigid copies), once.
+
+    ``sources`` are CT files, DICOM folders, folders of volumes or ``.txt``
+    lists of paths. Each sample is cached as ``cache_dir/<hash>.npz`` (the
+    normalised grid volume and the DRRs of all ``geometry`` candidates,
+    float16) and reused when the CT, geometry, noise and seed are the same.
+    Returns the cache files, the input of :func:`train_dice`; progress in
+    volumes. Raises :class:`VolumeReadError` for a missing or unreadable CT
+    and :class:`ConfigError` when no CT is found.
+    """
     from ..io import read_volume
     from .preprocess import Augment, to_grid
     from .simulate import simulate_projections
@@ -93,19 +112,34 @@ def build_cache(
                               "geometry": geometry.to_dict(), "augment": None if aug is None else asdict(aug),
                               "noise": asdict(noise), "seed": [seed, ct_i, k]}, sort_keys=True)
             path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
-            if not path.exists():
+            intact = path.exists() and _cache_entry_intact(path, key)
+            if path.exists() and not intact:
+                warnings.warn(f"{path}: damaged simulation cache entry, rebuilding it", CTFoundationWarning,
+                              stacklevel=2)
+            if not intact:
                 if volume is None:
                     volume = read_volume(ct)
                 grid = to_grid(volume, geometry, augment=aug, name=str(ct))
                 ps = simulate_projections(grid, geometry, np.arange(geometry.n_available), noise=noise,
                                           seed=int(rng.integers(2**31)))
-                tmp = path.with_suffix(".tmp.npz")
-                np.savez(tmp, volume=grid.array.astype(np.float16), projections=ps.projections.astype(np.float16),
-                         meta=json.dumps({"key": json.loads(key)}))
-                tmp.replace(path)
+                with atomic_path(path) as tmp:  # visible only once complete
+                    np.savez(tmp, volume=grid.array.astype(np.float16),
+                             projections=ps.projections.astype(np.float16), meta=json.dumps({"key": json.loads(key)}))
             files.append(path)
             tracker.advance()
     return files
+
+
+def _cache_entry_intact(path: Path, key: str) -> bool:
+    """A cache entry is trusted only if every member passes its zip CRC and it holds this key."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if zf.testzip() is not None or {"volume.npy", "projections.npy", "meta.npy"} - set(zf.namelist()):
+                return False
+        with np.load(path) as data:
+            return json.loads(str(data["meta"]))["key"] == json.loads(key)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return False
 
 
 class CachedVolumes:
@@ -116,13 +150,18 @@ class CachedVolumes:
 
         self.volumes, self.projections = [], []
         for f in files:
-            with np.load(f) as data:
-                meta = json.loads(str(data["meta"]))
-                if ConeBeamGeometry.from_dict(meta["key"]["geometry"]).to_dict() != geometry.to_dict():
-                    raise ConfigError(f"{f}: cached for geometry {meta['key']['geometry']['name']!r}, "
-                                      f"the model uses {geometry.name!r}")
-                self.volumes.append(torch.from_numpy(data["volume"].astype(np.float32)))
-                self.projections.append(torch.from_numpy(data["projections"].astype(np.float32)))
+            try:
+                with np.load(f) as data:
+                    meta = json.loads(str(data["meta"]))
+                    volume, projections = data["volume"], data["projections"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                raise VolumeReadError(f"{f}: damaged simulation cache entry ({type(exc).__name__}: {exc}); "
+                                      "run the command again to rebuild it") from None
+            if ConeBeamGeometry.from_dict(meta["key"]["geometry"]).to_dict() != geometry.to_dict():
+                raise ConfigError(f"{f}: cached for geometry {meta['key']['geometry']['name']!r}, "
+                                  f"the model uses {geometry.name!r}")
+            self.volumes.append(torch.from_numpy(volume.astype(np.float32)))
+            self.projections.append(torch.from_numpy(projections.astype(np.float32)))
         if not self.volumes:
             raise ConfigError("the training set is empty")
 
@@ -136,6 +175,16 @@ class CachedVolumes:
 # -------------------------------------------------------------- settings
 @dataclass
 class TrainSettings:
+    """Settings of one DiCE training stage (:func:`train_dice`).
+
+    ``stage``: ``pretrain`` (HyViP, views drawn in ``[min_views,
+    max_views]``), ``step1`` (all weights, target ``views``) or ``step2``
+    (encoder and codebooks frozen, denoise layers added); ``epochs``,
+    ``batch_size``, ``lr``, ``points`` sampled per volume and step,
+    ``max_steps`` / ``max_minutes`` to stop early, ``seed``, ``device``.
+    Raises :class:`ConfigError` for an unknown stage or out-of-range values.
+    """
+
     stage: str = "pretrain"
     epochs: int = 10
     batch_size: int = 2
@@ -244,28 +293,50 @@ def train_dice(
     resume: bool = False,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    notify: Optional[Callable[[str], None]] = None,
 ) -> Path:
-    """Train one stage; writes ``out_dir/{config.json, model.safetensors, loss_log.csv, state/}``."""
+    """Train one stage; writes ``out_dir/{config.json, model.safetensors, loss_log.csv, checkpoints/}``.
+
+    ``cache_files`` come from :func:`build_dice_cache` for the model's
+    geometry. ``pretrain`` starts from ``config`` (a :class:`DiCEConfig`);
+    ``step1``/``step2`` finetune ``init_checkpoint``; ``resume=True``
+    continues ``out_dir`` from its last checkpoint. Returns ``out_dir``, a
+    checkpoint folder for :func:`load_dice` and for
+    ``reconstruct_sparse_views(..., "dice", checkpoint=out_dir)``. Progress
+    in steps. ``notify`` gets one line when a run resumes (which checkpoint,
+    which step). Raises :class:`ConfigError` for a finetune stage without a
+    checkpoint, a pretrain without a config, or a cache built for another
+    geometry; :class:`OperationCancelled` on ``cancel``.
+    """
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
+    from ..checkpointing import describe, latest_checkpoint, restore_file, rng_state, save_checkpoint, set_rng_state
     from ..vae import resolve_device
-    from .dice.checkpoint import load_dice, read_checkpoint_meta, save_dice
+    from .dice.checkpoint import load_dice, save_dice
+    from .dice.config import DiCEConfig
     from .dice.model import DiCE, grid_points
 
     out_dir = Path(out_dir)
-    state_dir = out_dir / "state"
-    progress_file = out_dir / "progress.json"
     device = resolve_device(settings.device)
     set_seed(settings.seed)
 
     # Model: resume > init checkpoint > fresh config.
-    if resume and (out_dir / "config.json").is_file() and progress_file.is_file():
-        model = load_dice(out_dir, "cpu")
-        done = json.loads(progress_file.read_text())
+    ckpt = latest_checkpoint(out_dir) if resume else None
+    if ckpt is not None:
+        model = DiCE(DiCEConfig.from_dict(ckpt.state["config"]))
+        model.load_state_dict(ckpt.state["model"])
+        done = {"epoch": int(ckpt.state["epoch"]), "step": int(ckpt.step)}
     else:
+        if resume and (out_dir / "state").is_dir():
+            import warnings
+
+            from ..io import CTFoundationWarning
+
+            warnings.warn(f"{out_dir / 'state'}: old pickled training state is not loaded (unsafe); "
+                          "starting this stage over", CTFoundationWarning, stacklevel=2)
         resume, done = False, {"epoch": 0, "step": 0}
         if init_checkpoint is not None:
             model = load_dice(init_checkpoint, "cpu")
@@ -292,11 +363,10 @@ def train_dice(
     accelerator = Accelerator(cpu=device == "cpu")
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    loader_rng = torch.Generator().manual_seed(settings.seed)
     loader = torch.utils.data.DataLoader(data, batch_size=settings.batch_size, shuffle=True, drop_last=False,
-                                         generator=torch.Generator().manual_seed(settings.seed))
+                                         generator=loader_rng)
     model, optimiser, loader = accelerator.prepare(model, optimiser, loader)
-    if resume and state_dir.is_dir():
-        accelerator.load_state(str(state_dir))
     raw = accelerator.unwrap_model(model)
     if settings.stage == "step2":
         for q in raw.quant:
@@ -311,11 +381,18 @@ def train_dice(
     rng = np.random.default_rng([settings.seed, done["step"]])
     log_path = out_dir / "loss_log.csv"
     out_dir.mkdir(parents=True, exist_ok=True)
-    new_log = not log_path.exists() or not resume
-    log = open(log_path, "w" if new_log else "a", newline="")
+    # The log restarts from the checkpoint's own copy: no rows of the lost steps stay, none go missing.
+    new_log = ckpt is None or not restore_file(ckpt, log_path.name, log_path)
+    if ckpt is not None:
+        optimiser.load_state_dict(ckpt.state["optimizer"])
+        set_rng_state(ckpt.state["rng"], {"train": rng}, {"loader": loader_rng})
+        if notify:
+            notify(describe(ckpt))
+    log = open(log_path, "w" if new_log else "a", newline="", encoding="utf-8")
     writer = csv.writer(log)
     if new_log:
         writer.writerow(["stage", "epoch", "step", "views", "loss", "mse", "vq", "feature", "seconds"])
+        log.flush()
     start = time.time()
     step, epoch = done["step"], done["epoch"]
     stop = step >= total
@@ -323,10 +400,15 @@ def train_dice(
     def save(epoch_: int, step_: int) -> None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            save_dice(accelerator.unwrap_model(model), out_dir,
+            unwrapped = accelerator.unwrap_model(model)
+            log.flush()
+            save_checkpoint(out_dir, step_, {
+                "stage": settings.stage, "epoch": epoch_, "step": step_, "settings": asdict(settings),
+                "config": unwrapped.config.to_dict(), "model": unwrapped.state_dict(),
+                "optimizer": optimiser.state_dict(), "rng": rng_state({"train": rng}, {"loader": loader_rng}),
+            }, files={log_path.name: log_path.read_bytes()}, keep=2)
+            save_dice(unwrapped, out_dir,
                       {"stage": settings.stage, "epoch": epoch_, "step": step_, "settings": asdict(settings)})
-            accelerator.save_state(str(state_dir))
-            progress_file.write_text(json.dumps({"epoch": epoch_, "step": step_}))
 
     try:
         while not stop and epoch < settings.epochs:

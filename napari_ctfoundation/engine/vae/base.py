@@ -28,7 +28,11 @@ DEFAULT_VAE = "taef2"
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` picks cuda, then mps, then cpu; explicit names are checked."""
+    """``"auto"`` picks cuda, then mps, then cpu; explicit names are checked.
+
+    Returns the torch device string. Raises :class:`ConfigError` for an
+    unknown name or a device that is not available here.
+    """
     import torch
 
     if device in (None, "", "auto"):
@@ -59,7 +63,15 @@ def resolve_dtype(precision: str, device: str):
 
 
 class FoundationVAE(ABC):
-    """A frozen autoencoder speaking unit RGB images (see module docstring)."""
+    """A frozen autoencoder speaking unit RGB images (see module docstring).
+
+    What :func:`load_vae` returns. ``encode`` maps ``(B, 3, H, W)`` torch
+    images in [0, 1] (``(B, 3, T, H, W)`` for video VAEs) to latents of
+    ``latent_channels`` channels, ``spatial_factor`` times smaller in H and
+    W; ``decode`` maps them back, clamped to [0, 1]. Volumes go through
+    :func:`encode_volume` / :func:`decode_latents`, which apply the HU
+    window and pad H and W to multiples of ``spatial_factor``.
+    """
 
     name: str = "?"
     kind: str = "image"  # "image" or "video"
@@ -110,7 +122,15 @@ def load_vae(
     diffusers VAE (``config.json`` + weights, optionally below ``subfolder``)
     or a hub id such as ``black-forest-labs/FLUX.2-dev`` (``subfolder="vae"``).
     Folders and hub ids go through the diffusers backend, which picks the
-    model class from the config's ``_class_name``.
+    model class from the config's ``_class_name``. ``VAE_BACKENDS.names()``
+    lists the registered names (``taef2``, the interpolation baselines
+    ``nearest_f16`` ... ``bicubic_f64``, optional ``medvae_*``).
+    ``device`` is auto, cpu, cuda[:N] or mps; ``precision`` fp32 or bf16
+    (GPU only).
+
+    Raises :class:`ConfigError` for an unknown name, a file instead of a
+    folder, an unavailable device, bf16 on the CPU, or a model that cannot
+    be loaded (no network, missing weights or optional package).
     """
     device = resolve_device(device)
     dtype = resolve_dtype(precision, device)

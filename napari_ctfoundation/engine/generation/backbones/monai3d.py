@@ -33,6 +33,13 @@ def build_monai3d(
     import torch
     from monai.networks.nets import DiffusionModelUNet
 
+    # A damaged or hostile pipeline config must be refused, not built for hours.
+    sizes = [in_channels, out_channels, context_dim, num_head_channels, norm_num_groups, *channels]
+    if len(channels) > 8 or any(not 0 < int(s) <= 8192 for s in sizes):
+        raise ValueError(f"channel sizes must be in [1, 8192] with at most 8 levels, got {list(channels)}")
+    if not 0 < int(num_res_blocks) <= 16 or not 0 < int(transformer_num_layers) <= 16:
+        raise ValueError("num_res_blocks and transformer_num_layers must be in [1, 16]")
+
     net = DiffusionModelUNet(
         spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
         channels=tuple(channels), attention_levels=tuple(bool(a) for a in attention_levels),

@@ -11,6 +11,16 @@ from ..geometry import ConeBeamGeometry, PRESETS
 
 @dataclass
 class DiCEConfig:
+    """DiCE network sizes, tied to the cone-beam geometry it reconstructs for.
+
+    ``DiCEConfig.paper(geometry)`` is the paper's size (about 7 M
+    parameters), ``small()`` a CPU-sized one on the ``deepsparse-64`` grid,
+    ``tiny(geometry)`` a seconds-per-step one for tests and examples. Saved
+    as JSON with every checkpoint (``to_dict`` / ``from_dict``). Raises
+    :class:`ConfigError` for a wrong number of encoder scales, a feature
+    grid under 4, detector sizes not divisible by 8, or unknown keys.
+    """
+
     geometry: Dict[str, Any] = field(default_factory=lambda: PRESETS["deepsparse"].to_dict())
     encoder_channels: Tuple[int, ...] = (16, 32, 64, 128)  # 4 scales, full res then /2 each
     feature_grid: int = 32  # voxels per side of the back-projection grid
@@ -33,9 +43,25 @@ class DiCEConfig:
             raise ConfigError(f"DiCE encoder_channels needs 4 scales, got {self.encoder_channels}")
         if self.feature_grid < 4:
             raise ConfigError(f"DiCE feature_grid must be >= 4, got {self.feature_grid}")
+        self._check_bounds()
         g = self.geo
         if any(n % 8 for n in g.detector_pixels):
             raise ConfigError(f"DiCE needs detector sizes divisible by 8, got {g.detector_pixels}")
+
+    # Far above any real network, far below sizes that would take hours or all memory just to build
+    # (a damaged or hostile config.json must be refused, not obeyed).
+    BOUNDS = {"feature_grid": 128, "decoder_channels": 8192, "decoder_convs": 64, "out_convs": 64,
+              "codebook_size": 1 << 16, "mlp_skip_at": 64, "dense_views": 4096, "chunk_points": 1 << 27}
+
+    def _check_bounds(self) -> None:
+        for name, hi in self.BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+                raise ConfigError(f"DiCE {name} must be a whole number in [0, {hi}], got {value!r}")
+        for name, values, n_max in (("encoder_channels", self.encoder_channels, 4),
+                                    ("mlp_hidden", self.mlp_hidden, 32)):
+            if len(values) > n_max or any(not 1 <= v <= 8192 for v in values):
+                raise ConfigError(f"DiCE {name} must be at most {n_max} sizes in [1, 8192], got {list(values)}")
 
     @property
     def geo(self) -> ConeBeamGeometry:

@@ -20,12 +20,20 @@ def dice(
     checkpoint: Union[str, Path, None] = None,
     device: str = "auto",
     chunk: Optional[int] = None,
+    grid: Optional[int] = None,
+    query: str = "fast",
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Volume:
+    """DiCE on ``grid``^3 voxels over the trained grid's cube (default: the trained grid).
+
+    ``query="fast"`` (coarse to fine, same decoder) or ``"dense"`` (every voxel).
+    """
     from ...vae import resolve_device
     from ..dice.checkpoint import SHIPPED, check_geometry, dice_predict, load_dice
+    from ..dice.predict import check_query_options, regrid
 
+    check_query_options(grid, query)
     device = resolve_device(device)
     folder = Path(checkpoint) if checkpoint is not None else SHIPPED
     key = (str(folder.resolve()), device, (folder / "model.safetensors").stat().st_mtime
@@ -37,5 +45,8 @@ def dice(
         _CACHE[key] = model
     check_geometry(model.config, projections.geometry, f"--checkpoint {folder}")
     out = dice_predict(model, projections.projections, projections.angles, device=device, chunk=chunk,
-                       progress=progress, cancel=cancel)
-    return projections.grid_volume(out, method="dice", checkpoint=str(folder), views=projections.n_views)
+                       grid=grid, query=query, progress=progress, cancel=cancel)
+    geo = projections.geometry
+    placement = regrid(projections.grid, geo.grid_size, geo.grid_spacing, out.shape[0])
+    return Volume.from_geometry_dict(out, placement, method="dice", checkpoint=str(folder),
+                                     views=projections.n_views, query=query)

@@ -1,0 +1,1 @@
+"""Dataset layout recognisers, one per file, registered in ``dataset.base.LAYOUTS``."""
