@@ -21,14 +21,23 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "sample_data"
 
 
+_START_LOCALE = locale.setlocale(locale.LC_ALL)
+
+
+def _restore_start_locale() -> None:
+    if locale.setlocale(locale.LC_ALL) != _START_LOCALE:
+        locale.setlocale(locale.LC_ALL, _START_LOCALE)
+
+
 @pytest.fixture(autouse=True)
 def _process_locale_restored():
-    """GDCM's DICOM writer (used by tests that build series) sets the C locale,
-    which would make every later ``read_text()`` in this process ASCII-only."""
-    saved = locale.setlocale(locale.LC_ALL)
+    """GDCM's DICOM writer (used by fixtures that build series, some of them
+    module- or session-scoped) sets the C locale, which would make every later
+    ``read_text()`` or text-mode subprocess in this process ASCII-only: each
+    test starts and ends with the locale the session started with."""
+    _restore_start_locale()
     yield
-    if locale.setlocale(locale.LC_ALL) != saved:
-        locale.setlocale(locale.LC_ALL, saved)
+    _restore_start_locale()
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,14 @@ def test_negative_window_as_typed_in_a_shell(tmp_path):
     assert "no such file or folder" in line and "expected one argument" not in done.stderr
 
 
+def test_mistyped_negative_window_gets_the_options_own_message(nifti_ct, tmp_path, capsys):
+    # A typo after the minus sign must not turn into argparse's "expected one argument".
+    assert main(["reconstruct", str(nifti_ct), str(tmp_path / "o.nii.gz"), "--window", "-160,240x"]) == 2
+    err = capsys.readouterr().err
+    assert "--window" in err and "-160,240x" in err and "expected one argument" not in err
+    assert not (tmp_path / "o.nii.gz").exists()
+
+
 # -------------------------------------------- 2. outputs checked before any work
 def _trap(*_args, **_kwargs):
     raise AssertionError("work started before the output was checked")

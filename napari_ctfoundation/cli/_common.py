@@ -8,8 +8,10 @@ import sys
 from typing import Callable, List, Optional
 
 # "-160,240", "-1e5", "-.5,1": values, not options. argparse (before 3.13)
-# only takes "-5" or "-.5" as a value, so `--window -160,240` failed.
-NEGATIVE_NUMBERS = re.compile(r"^-\.?\d[\d.,eE+\-]*$")
+# only takes "-5" or "-.5" as a value, so `--window -160,240` failed. Any
+# token that starts like a negative number is a value, so a typo such as
+# "-160,240x" reaches the option's own parser and its clear message.
+NEGATIVE_NUMBERS = re.compile(r"^-\.?\d")
 
 
 class CLIArgumentParser(argparse.ArgumentParser):
