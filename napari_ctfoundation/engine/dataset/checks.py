@@ -25,15 +25,19 @@ def image_grid(path: Path) -> Volume:
         return Volume(np.zeros(vol.shape, np.uint8), vol.spacing, vol.origin, vol.direction)
     import SimpleITK as sitk
 
+    from ..read_guard import check_size, itk_reason, quiet_itk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise CTFoundationError(f"unreadable ({str(exc).strip().splitlines()[-1]})") from None
+    with quiet_itk() as chatter:  # ITK's own lines go into the reason, not onto the terminal
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as exc:
+            raise CTFoundationError(f"not a readable image ({itk_reason(exc, chatter, path)})") from None
     size = reader.GetSize()
     if len(size) != 3:
-        raise CTFoundationError(f"{len(size)}D image, expected a 3D volume")
+        raise CTFoundationError(f"{len(size)}D image; expected 3D")
+    check_size(path, size, 1)
     return Volume(np.zeros(tuple(reversed(size)), np.uint8), reader.GetSpacing(), reader.GetOrigin(),
                   np.array(reader.GetDirection()).reshape(3, 3))
 

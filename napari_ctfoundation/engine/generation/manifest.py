@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-import numpy as np
 
 from ..errors import ConfigError, CTFoundationError
 
@@ -95,31 +94,10 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def _grid(path: Path):
-    """A voxel-free stand-in Volume (uint8 zeros) carrying the file's grid;
-    DICOM folders are read in full through the project reader."""
-    from ..io import read_volume
-    from ..volume import Volume
+    """A voxel-free stand-in Volume carrying the file's grid (the dataset indexer's check)."""
+    from ..dataset.checks import image_grid
 
-    if path.is_dir():
-        vol = read_volume(path)
-        return Volume(np.zeros(vol.shape, np.uint8), vol.spacing, vol.origin, vol.direction)
-    import SimpleITK as sitk
-
-    from ..read_guard import check_size, itk_reason, quiet_itk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    with quiet_itk() as chatter:
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError as exc:
-            raise CTFoundationError(f"not a readable image ({itk_reason(exc, chatter, path)})") from None
-    size = reader.GetSize()
-    if len(size) != 3:
-        raise CTFoundationError(f"{len(size)}D image; expected 3D")
-    check_size(path, size, 1)
-    return Volume(np.zeros(tuple(reversed(size)), np.uint8), reader.GetSpacing(), reader.GetOrigin(),
-                  np.array(reader.GetDirection()).reshape(3, 3))
+    return image_grid(path)
 
 
 def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[ManifestRow]:
