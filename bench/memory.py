@@ -10,8 +10,14 @@ points show the memory design; one TAEF2 point shows a real model's extra.
 Target: under 4 GB at 400 slices, linear in depth (one float32 copy of input
 and output plus a bounded working set: 2 x 1 MiB = 2 MiB per 512x512 slice).
 
-    python bench/memory.py                     # bicubic_f16 at 100, 200, 400; TAEF2 at 100
-    python bench/memory.py --depths 100 200 --no-taef2
+Modes (``--mode``): ``file`` is the CLI as shipped, which reconstructs into a
+scratch memmap beside the output and writes the NIfTI from it slice by slice
+(``engine.file_output``), so only the input should grow with depth (1 MiB
+per slice). ``ram`` replays the former CLI flow in the child (whole output
+in RAM, then ``write_volume``) for comparison; ``both`` runs each.
+
+    python bench/memory.py                     # file mode: bicubic_f16 at 100, 200, 400; TAEF2 at 100
+    python bench/memory.py --depths 100 200 --no-taef2 --mode both
 """
 
 from __future__ import annotations
@@ -36,9 +42,22 @@ def child(args) -> None:
     from napari_ctfoundation.cli import main as cli
 
     started = time.perf_counter()
-    code = cli(["reconstruct", args.input, args.output, "--vae", args.vae, "--device", "cpu", "--overwrite"])
+    if args.mode == "ram":
+        code = in_ram(args)
+    else:
+        code = cli(["reconstruct", args.input, args.output, "--vae", args.vae, "--device", "cpu", "--overwrite"])
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(json.dumps({"code": code, "peak_mb": peak_mb, "seconds": time.perf_counter() - started}))
+
+
+def in_ram(args) -> int:
+    """The CLI's flow before file-backed output: the whole reconstruction in RAM, then written."""
+    from napari_ctfoundation.engine.io import read_volume, write_volume
+    from napari_ctfoundation.engine.reconstruct import reconstruct_volume
+
+    result = reconstruct_volume(read_volume(args.input).to_display(), args.vae, device="cpu")
+    write_volume(result.volume.to_source_orientation(), args.output, protect=(args.input,))
+    return 0
 
 
 def write_input(depth: int, path: Path) -> None:
@@ -51,23 +70,26 @@ def write_input(depth: int, path: Path) -> None:
     write_volume(Volume(array, sample.spacing, sample.origin, sample.direction), path)
 
 
-def measure(depth: int, vae: str, folder: Path) -> dict:
+def measure(depth: int, vae: str, folder: Path, mode: str = "file") -> dict:
     source = folder / f"ct_{depth}.nii"
     if not source.exists():
         write_input(depth, source)
     done = subprocess.run(
         [sys.executable, __file__, "--child", "--input", str(source), "--output", str(folder / f"out_{depth}.nii.gz"),
-         "--vae", vae], capture_output=True, text=True)
+         "--vae", vae, "--mode", mode], capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        raise SystemExit(f"depth {depth} {vae} failed:\n{done.stderr[-2000:]}")
-    return {"depth": depth, "vae": vae, **json.loads(lines[-1])}
+        raise SystemExit(f"depth {depth} {vae} {mode} failed:\n{done.stderr[-2000:]}")
+    return {"depth": depth, "vae": vae, "mode": mode, **json.loads(lines[-1])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--no-taef2", action="store_true", help="skip the TAEF2 point at 100 slices")
+    parser.add_argument("--mode", choices=("file", "ram", "both"), default="file",
+                        help="file: the CLI (scratch memmap, streamed write; default); ram: the former "
+                             "whole-output-in-RAM flow; both: each")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--output", help=argparse.SUPPRESS)
@@ -78,15 +100,22 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="ctf-memory-") as tmp:
         folder = Path(tmp)
-        rows = [measure(depth, "bicubic_f16", folder) for depth in args.depths]
+        modes = ("file", "ram") if args.mode == "both" else (args.mode,)
+        rows = [measure(depth, "bicubic_f16", folder, mode) for mode in modes for depth in args.depths]
         if not args.no_taef2:
-            rows.append(measure(min(args.depths), "taef2", folder))
-    print(f"{'VAE':<12} {'slices':>6} {'peak RSS MB':>12} {'2 copies MB':>12} {'seconds':>8}")
+            rows += [measure(min(args.depths), "taef2", folder, mode) for mode in modes]
+    print(f"{'VAE':<12} {'slices':>6} {'peak RSS MB':>12} {'2 copies MB':>12} {'seconds':>8} {'mode':>5}")
     for row in rows:
         print(f"{row['vae']:<12} {row['depth']:>6} {row['peak_mb']:>12.0f} "
-              f"{2 * row['depth'] * SLICE_MB:>12.0f} {row['seconds']:>8.1f}")
+              f"{2 * row['depth'] * SLICE_MB:>12.0f} {row['seconds']:>8.1f} {row['mode']:>5}")
+    for mode in modes:
+        report_slope([r for r in rows if r["mode"] == mode], mode)
+
+
+def report_slope(rows: list, mode: str) -> None:
     bicubic = sorted((r for r in rows if r["vae"] == "bicubic_f16"), key=lambda r: r["depth"])
     if len(bicubic) >= 2:
+        print(f"{mode} mode:")
         depths = np.array([r["depth"] for r in bicubic], float)
         peaks = np.array([r["peak_mb"] for r in bicubic])
         slope, intercept = np.polyfit(depths, peaks, 1)

@@ -129,8 +129,8 @@ def cmd_vae_list(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from ..engine.io import read_volume, write_volume
-    from ..engine.reconstruct import reconstruct_volume
+    from ..engine.file_output import reconstruct_to_file
+    from ..engine.io import read_volume
 
     output = Path(args.output)
     check_output(output, [args.input], args.overwrite)
@@ -140,19 +140,19 @@ def cmd_reconstruct(args) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     window = window_from_args(args)
     check_vae_spec(args.vae, args.subfolder)
-    volume = read_volume(args.input)
+    volume = read_volume(args.input).to_display()  # the file-layout copy is not kept through the run
     callback, close = progress_bar("reconstruct (encode + decode)")
     try:
-        result = reconstruct_volume(
-            volume.to_display(), args.vae, window, device=args.device, precision=args.precision,
+        # Into a scratch memmap beside the output, then written from it (NIfTI slice by slice):
+        # the output never exists as a whole in RAM (issue 13 part 3).
+        result = reconstruct_to_file(
+            volume, output, args.vae, window, difference=args.difference,
+            protect=(args.input,), device=args.device, precision=args.precision,
             subfolder=args.subfolder, batch_size=args.batch_size, seed=args.seed, progress=callback,
             keep_outside_window=args.keep_outside_window,
         )
     finally:
         close()
-    write_volume(result.volume.to_source_orientation(), output, protect=(args.input,))
-    if args.difference:
-        write_volume(result.difference.to_source_orientation(), args.difference, protect=(args.input,))
     sidecar = {
         "input": str(args.input),
         "output": str(output),

@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     idx.add_argument("--regions", default=None, help="CSV case,region to add a 'region' column")
     idx.add_argument("--strict", action="store_true", help="a broken case (unreadable, mask off the image grid) "
                                                            "is an error instead of a skipped row")
+    idx.add_argument("--tumour-class", "--tumor-class", dest="tumour_class", default=None, metavar="NAME",
+                     help="lesion class for binary tumour/tumor masks of case folders (e.g. nodules_masses): "
+                          "every nonzero voxel becomes that lesion id, written to masks/<case>_lesions.nii.gz "
+                          "beside the manifest (without it their ids are taken as lesion ids)")
     idx.set_defaults(func=cmd_index)
 
 
@@ -30,7 +34,8 @@ def cmd_index(args) -> int:
     callback, close = progress_bar("checking")
     try:
         result = index_dataset(args.roots, args.out, layout=args.layout, reports=args.reports,
-                               regions=args.regions, strict=args.strict, progress=callback)
+                               regions=args.regions, strict=args.strict, tumour_class=args.tumour_class,
+                               progress=callback)
     finally:
         close()
     print(format_summary(result))

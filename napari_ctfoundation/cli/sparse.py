@@ -99,6 +99,9 @@ def register(subparsers) -> None:
             p.add_argument("--batch-size", type=int, default=2)
         p.add_argument("--views", default="6", help="target view counts for finetuning, comma-separated (default 6)")
         p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+        p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                       help="constant, or cosine decay to 0 at the run's last step (--max-steps, else "
+                            "--epochs); a resumed run continues the same curve")
         p.add_argument("--points", type=int, default=10000, help="points sampled per volume (default 10000)")
         p.add_argument("--body-points", type=float, default=0.0,
                        help="fraction of the points drawn in or near the body (default 0: uniform)")
@@ -272,7 +275,7 @@ def cmd_train(args) -> int:
                              density_scale=tuple(parse_floats(args.density_scale, "--density-scale", 2)),
                              min_views=min_views, max_views=max_views, feature_weight=args.feature_weight,
                              max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
-                             device=args.device)
+                             lr_schedule=args.lr_schedule, device=args.device)
     for v in settings.views:
         geometry.select_views(v)
     cache = Path(args.cache) if args.cache else out.parent / "sparse_cache"

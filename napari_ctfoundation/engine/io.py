@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 
 from .errors import CTFoundationError, VolumeReadError, VolumeWriteError
+from .memory import release_freed_memory
 from .volume import Volume
 
 PathLike = Union[str, os.PathLike]
@@ -249,6 +250,12 @@ def read_dicom_series(folder: PathLike) -> Volume:
                       ("0008|103e", "series_description")):
         if reader.HasMetaDataKey(0, key):
             tags[name] = reader.GetMetaData(0, key).strip()
+    # The reader shares the image's buffer (GetArrayFromImage would then copy it once more to make it
+    # unique), and GDCM's per-slice buffers stay in the C heap: drop both before the numpy copy, so a
+    # read peaks at the stored-type volume plus its float32 copy (measured: 408 -> 308 MB over the
+    # baseline for a 200-slice 512x512 int16 series).
+    del reader
+    release_freed_memory()
     return _image_to_volume(
         image, folder, "dicom-series", {"dicom": tags, "n_files": len(files)}
     )

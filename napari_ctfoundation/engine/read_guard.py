@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -21,11 +22,13 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Type, TypeVar
 
 import numpy as np
 
-from .errors import VolumeReadError
+from .errors import ConfigError, VolumeReadError
+
+T = TypeVar("T")
 
 # Peak memory of a read, in bytes per voxel beyond the file's own type: the
 # ITK image, its numpy copy and the float32 HU array.
@@ -245,6 +248,21 @@ def _nrrd_raw_bytes(path: Path) -> Optional[int]:
     return path.stat().st_size - (end + 2)
 
 
+# ------------------------------------------------------------ text tables
+def read_text_table(path: Path, parse: Callable[[Path], T], what: str = "CSV",
+                    error: Type[ConfigError] = ConfigError) -> T:
+    """``parse(path)``, with undecodable bytes or a malformed CSV reported as one ``error`` line naming the file.
+
+    ``what`` names the file in the malformed-CSV message ("damaged {what}").
+    """
+    try:
+        return parse(path)
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except csv.Error as exc:
+        raise error(f"{path}: damaged {what} ({exc})") from None
+
+
 # ---------------------------------------------------- configs and weights
 def read_json_object(path: Path, what: str = "config") -> dict:
     """A JSON object from ``path``; :class:`ConfigError` naming the file for anything else."""
@@ -261,11 +279,18 @@ def read_json_object(path: Path, what: str = "config") -> dict:
     return data
 
 
-def build_checked(build, weights: Path, config_path: Path, what: str = "model"):
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of ``exc``'s message (its type's name if the message is empty), at most ``limit`` characters."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:limit]
+
+
+def build_checked(build, weights: Path, config_path: Path, what: str = "model", mismatch: Optional[str] = None):
     """``build()`` a torch module only after its shapes, built on the meta device, match ``weights``' header.
 
     A damaged or hostile config can then neither allocate a huge network nor
     fail deep inside torch: it gets one :class:`ConfigError` line.
+    ``mismatch``: the start of the message for weights that do not fit (the
+    missing, unexpected and wrong-shaped keys follow in parentheses).
     """
     import torch
     from safetensors import safe_open
@@ -284,14 +309,15 @@ def build_checked(build, weights: Path, config_path: Path, what: str = "model"):
         with safe_open(str(weights), framework="pt") as fh:
             theirs = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except Exception as exc:  # safetensors raises its own error types
-        raise ConfigError(f"{weights}: damaged weights file ({str(exc).splitlines()[0][:200]})") from None
+        raise ConfigError(f"{weights}: damaged weights file ({_first_line(exc)})") from None
     if own != theirs:
         missing = sorted(set(own) - set(theirs))
         wrong = sorted(k for k in set(own) & set(theirs) if own[k] != theirs[k])
         extra = sorted(set(theirs) - set(own))
         detail = "; ".join(f"{n}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
                            for n, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong)) if keys)
-        raise ConfigError(f"{weights}: weights do not fit {config_path.name} ({detail})")
+        head = mismatch or f"{weights}: weights do not fit {config_path.name}"
+        raise ConfigError(f"{head} ({detail})")
     return build()
 
 
@@ -304,4 +330,4 @@ def load_weights(weights: Path):
     try:
         return load_file(str(weights))
     except Exception as exc:
-        raise ConfigError(f"{weights}: damaged weights file ({str(exc).splitlines()[0][:200]})") from None
+        raise ConfigError(f"{weights}: damaged weights file ({_first_line(exc)})") from None

@@ -120,12 +120,9 @@ def _from_nnunet(root: Path) -> List[Case]:
 
 
 def _from_manifest(path: Path) -> List[Case]:
-    try:
-        return _manifest_cases(path)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: damaged manifest ({exc})") from None
+    from ..read_guard import read_text_table
+
+    return read_text_table(path, _manifest_cases, "manifest")
 
 
 def _manifest_cases(path: Path) -> List[Case]:

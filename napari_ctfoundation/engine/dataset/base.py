@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from ..registry import Registry
 from .manifest import DatasetCase
@@ -34,6 +34,8 @@ class IndexContext:
 
     out_dir: Path  # the manifest's folder; never inside the dataset root
     write_masks: bool = True  # False: list images only (derived masks left empty)
+    # lesion id that binary tumour/tumor masks are remapped to (None: used with their own ids)
+    tumour_class: Optional[int] = None
 
     @property
     def masks_dir(self) -> Path:

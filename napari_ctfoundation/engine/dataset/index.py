@@ -18,6 +18,7 @@ from ..errors import ConfigError
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from .base import LAYOUTS, IndexContext, Layout, LayoutScan, Skipped
 from .checks import check_case
+from .labelmap import lesion_class_id
 from .manifest import DatasetCase, write_manifest
 from .reports import read_regions_table, read_reports_table
 from .layouts._files import stem
@@ -80,6 +81,7 @@ def index_dataset(
     strict: bool = False,
     out_dir: Optional[Path] = None,
     write_masks: bool = True,
+    tumour_class: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> IndexResult:
@@ -88,6 +90,10 @@ def index_dataset(
     ``out_dir`` (default: ``out``'s folder) is where derived masks go;
     ``write_masks=False`` writes none (their cells stay empty). With
     ``strict``, any broken case raises :class:`ConfigError` listing them all.
+    ``tumour_class`` (a lesion class name of ``labels.lesion_names()``, e.g.
+    ``nodules_masses``): binary ``tumour``/``tumor`` masks of case folders
+    are remapped (every nonzero voxel -> that id) to
+    ``masks/<case>_lesions.nii.gz``; an unknown name is a :class:`ConfigError`.
     """
     roots = [Path(r).expanduser() for r in roots]
     target_dir = Path(out_dir) if out_dir else (Path(out).parent if out else None)
@@ -98,11 +104,12 @@ def index_dataset(
             if p is not None and _inside(p, root):
                 raise ConfigError(f"{p} lies inside the dataset {root}; indexing never writes into a dataset, "
                                   "choose an output outside it")
+    lesion_id = lesion_class_id(tumour_class) if tumour_class else None  # checked before any work
     report_table = read_reports_table(reports) if reports else {}
     region_table = read_regions_table(regions) if regions else {}
     if write_masks and target_dir is None:
         raise ConfigError("index_dataset: give out or out_dir for the derived masks, or write_masks=False")
-    context = IndexContext(target_dir.absolute() if target_dir else Path.cwd(), write_masks)
+    context = IndexContext(target_dir.absolute() if target_dir else Path.cwd(), write_masks, lesion_id)
     result = IndexResult()
     scans: List[LayoutScan] = []
     for root in roots:

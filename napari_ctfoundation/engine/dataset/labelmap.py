@@ -78,3 +78,35 @@ def remap_labels(label_path: Path, mapping: LabelMapping, masks_dir: Path,
         write_volume(source.with_array(array), out, protect=(label_path,))
         written.append(out)
     return written[0], written[1]
+
+
+def lesion_class_id(name: str) -> int:
+    """Lesion id of a class name of ``labels.lesion_names()`` (normalised as above).
+
+    Raises a one-line :class:`ConfigError` listing the valid names.
+    """
+    from ..errors import ConfigError
+
+    table = {normalise(n): i for i, n in labels.lesion_names().items()}
+    key = normalise(name)
+    if key not in table:
+        raise ConfigError(f"unknown lesion class {name!r}; choose one of {', '.join(labels.lesion_names().values())}")
+    return table[key]
+
+
+def binary_to_lesion(mask_path: Path, lesion_id: int, masks_dir: Path, case: str) -> Tuple[Path, List[int]]:
+    """Write ``<case>_lesions.nii.gz`` under ``masks_dir``: every nonzero voxel of ``mask_path`` -> ``lesion_id``.
+
+    For tumour masks, which carry no class of their own (1 = tumour, or
+    KiTS-style 1/2 = organ/tumour: every nonzero value becomes the class).
+    The source grid (spacing, origin, direction) is kept exactly; returns
+    the written path and the nonzero source values that were mapped.
+    """
+    from ..io import read_labels, write_volume
+
+    source = read_labels(mask_path)
+    values = [int(v) for v in np.unique(source.array) if v != 0]
+    array = np.where(source.array != 0, np.uint8(lesion_id), np.uint8(0)).astype(np.uint8)
+    out = masks_dir / f"{case}_lesions.nii.gz"
+    write_volume(source.with_array(array), out, protect=(mask_path,))
+    return out, values

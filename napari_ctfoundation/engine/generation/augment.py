@@ -114,15 +114,18 @@ def _transform(array: np.ndarray, p: AugmentParams, order: int, fill: float) -> 
                                     mode="constant", cval=fill, prefilter=False).astype(array.dtype)
 
 
-def augment_case(ct: np.ndarray, organs: np.ndarray, disease: Optional[np.ndarray],
-                 params: AugmentParams) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Apply ``params`` to a CT (HU) and its label maps, all ``[z, y, x]`` in display orientation."""
+def augment_case(ct: np.ndarray, organs: Optional[np.ndarray], disease: Optional[np.ndarray],
+                 params: AugmentParams) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Apply ``params`` to a CT (HU) and its label maps, all ``[z, y, x]`` in display orientation.
+
+    ``organs`` or ``disease`` may be None (a CT without that mask): it stays None.
+    """
     ct = np.asarray(ct, np.float32)
     if params.flip_lr:
         ct = ct[:, :, ::-1]
-        organs = swap_left_right_labels(organs[:, :, ::-1])
+        organs = None if organs is None else swap_left_right_labels(organs[:, :, ::-1])
         disease = None if disease is None else disease[:, :, ::-1]  # lesion classes have no side
     ct_out = _transform(np.ascontiguousarray(ct), params, 1, AIR_HU)
-    org_out = _transform(np.ascontiguousarray(organs), params, 0, 0)
+    org_out = None if organs is None else _transform(np.ascontiguousarray(organs), params, 0, 0)
     dis_out = None if disease is None else _transform(np.ascontiguousarray(disease), params, 0, 0)
     return ct_out, org_out, dis_out

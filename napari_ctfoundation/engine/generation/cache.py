@@ -8,6 +8,10 @@ Layout of a cache folder::
     case_0000.cond.safetensors    organ / disease class fractions on the latent
                                   grid (float16) + JSON: ids, report, findings
 
+A case without an organ mask (manifest cell empty) has ``organ_mask: null``
+in the index and no organ ids (a one-channel zero placeholder, as for any
+empty organ set); it loads with ``organs=None``, the null organ condition.
+
 Volumes are encoded in display orientation (axial slices, radiological
 view), as the rest of the product does; the masks are reoriented the same
 way and block-averaged onto the latent grid. Training reads only this
@@ -22,7 +26,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,7 +47,7 @@ INDEX = "cache.json"
 class CachedCase:
     name: str
     latents: np.ndarray  # (C, t, h, w) float32, raw VAE latents
-    organs: LatentMask
+    organs: Optional[LatentMask]  # None: the CT has no organ mask
     disease: Optional[LatentMask]
     report: str
     findings: np.ndarray  # (18,)
@@ -74,21 +78,31 @@ def _save_cond(path: Path, organs: LatentMask, disease: Optional[LatentMask], me
 
 
 def _case_key(entry: Dict[str, Any]) -> str:
-    """Identity of a cached case: source files + augmentation parameters (None = original)."""
-    return json.dumps([entry["image"], entry["organ_mask"], entry.get("disease_mask"), entry.get("augment")],
-                      sort_keys=True)
+    """Identity of a cached case: source files + augmentation parameters (None = original)
+    + the resampling spacing when one was asked (absent: native, as caches had before)."""
+    key = [entry["image"], entry["organ_mask"], entry.get("disease_mask"), entry.get("augment")]
+    if entry.get("resampled_to") is not None:
+        key.append(entry["resampled_to"])
+    return json.dumps(key, sort_keys=True)
 
 
-def _read_row(row) -> tuple:
-    """(CT volume, organ array, lesion array or None) of a manifest row, display orientation."""
+def _read_row(row, spacing_xyz: Optional[Sequence[float]] = None) -> tuple:
+    """(CT volume, organ array or None, lesion array or None) of a manifest row, display orientation,
+    resampled to ``spacing_xyz`` mm when given (0 keeps an axis native; CT anti-aliased, masks nearest)."""
     from ..io import read_labels, read_volume
+    from ..resample import resample_to_spacing
 
-    ct = read_volume(row.image).to_display()
-    organs = read_labels(row.organ_mask).to_display()
-    if organs.shape != ct.shape:
-        raise VolumeReadError(f"{row.organ_mask}: shape {organs.shape} differs from CT {ct.shape}")
-    disease = read_labels(row.disease_mask).to_display().array if row.disease_mask is not None else None
-    return ct, organs.array, disease
+    ct = resample_to_spacing(read_volume(row.image).to_display(), spacing_xyz, labels=False)
+    masks = []
+    for path in (row.organ_mask, row.disease_mask):
+        if path is None:
+            masks.append(None)
+            continue
+        mask = resample_to_spacing(read_labels(path).to_display(), spacing_xyz, labels=True)
+        if mask.shape != ct.shape:
+            raise VolumeReadError(f"{path}: shape {mask.shape} differs from CT {ct.shape}")
+        masks.append(mask.array)
+    return ct, masks[0], masks[1]
 
 
 def build_cache(
@@ -102,10 +116,15 @@ def build_cache(
     overwrite: bool = False,
     augment: int = 0,
     seed: int = 0,
+    spacing_xyz: Optional[Sequence[float]] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Path:
     """Validate ``manifest``, encode each case once, write ``cache_dir``.
+
+    ``spacing_xyz`` (mm, x,y,z; 0 keeps an axis native; None: every CT at its own
+    spacing) resamples each CT and its masks first, so CTs of many scanners
+    train one model at one scale.
 
     Cases already in the folder with the same source files and VAE are kept
     (a cache can be extended by re-running with a longer manifest).
@@ -114,7 +133,7 @@ def build_cache(
     from ``seed`` and the row number, so the same options give the same cache.
 
     ``manifest`` is a CSV/JSONL with ``image,organ_mask,disease_mask,report``
-    (see :func:`read_generation_manifest`); each CT is encoded in display
+    (see :func:`read_generation_manifest`; either mask may be empty); each CT is encoded in display
     orientation through ``vae`` inside ``window`` (HU) and its masks are
     reduced to the latent grid. Returns ``cache_dir``, the input of
     :func:`train_generation`; progress in cases. Raises
@@ -137,29 +156,37 @@ def build_cache(
         raise ConfigError(f"{out}: cache was built with VAE {old.get('vae', {}).get('spec')!r} and window "
                           f"{old.get('hu_window')}; use another folder or --overwrite")
     known = {_case_key(c): c for c in old.get("cases", [])}
+    resampled_to = None if spacing_xyz is None else [float(v) for v in spacing_xyz]
+    if resampled_to is not None:
+        from ..resample import target_spacing
+        from ..volume import Volume
+
+        target_spacing(Volume(np.zeros((1, 1, 1))), resampled_to)  # bad values fail before any encoding
     tracker = Tracker(len(rows) * (1 + int(augment)), "cases", progress, cancel)
     cases: List[Dict[str, Any]] = []
     sums = np.zeros(model.latent_channels, np.float64)
     sq = np.zeros(model.latent_channels, np.float64)
     count = 0
     for n, row in enumerate(rows):
-        base = (str(row.image), str(row.organ_mask), str(row.disease_mask) if row.disease_mask else None)
+        base = (str(row.image), str(row.organ_mask) if row.organ_mask else None,
+                str(row.disease_mask) if row.disease_mask else None)
         loaded: Optional[tuple] = None  # (ct, organs, disease) arrays, read once per row when needed
         for copy in range(1 + int(augment)):
             params = None
             if copy:
                 rng = np.random.default_rng([int(seed), n, copy])
-                loaded = loaded or _read_row(row)
+                loaded = loaded or _read_row(row, spacing_xyz)
                 params = draw_params(rng, tuple(loaded[0].shape[1:]))
             name = f"case_{n:04d}" if not copy else f"case_{n:04d}_aug{copy:02d}"
             aug = None if params is None else dict(params.as_dict(), copy=copy, seed=int(seed))
-            key = _case_key({"image": base[0], "organ_mask": base[1], "disease_mask": base[2], "augment": aug})
+            key = _case_key({"image": base[0], "organ_mask": base[1], "disease_mask": base[2], "augment": aug,
+                             "resampled_to": resampled_to})
             entry = known.get(key)
             lv = _intact_entry(out, entry["name"]) if entry is not None else None
             if lv is not None:
                 entry = dict(entry, report=row.report, findings=parse_findings(row.report).tolist())
             else:
-                loaded = loaded or _read_row(row)
+                loaded = loaded or _read_row(row, spacing_xyz)
                 ct_vol, org_arr, dis_arr = loaded
                 if params is not None:
                     ct_arr, org_arr, dis_arr = augment_case(ct_vol.array, org_arr, dis_arr, params)
@@ -167,7 +194,9 @@ def build_cache(
                 lv = encode_volume(ct_vol, model, window, batch_size=batch_size, cancel=cancel)
                 lv.vae = vae_info
                 f = model.spatial_factor
-                organs = mask_to_latent(org_arr, f, lv.padded_hw)
+                # no organ mask: no organ ids (stored as the zero placeholder), the null organ condition
+                organs = (LatentMask([], np.zeros((0,) + tuple(lv.latents.shape[2:]), np.float32))
+                          if org_arr is None else mask_to_latent(org_arr, f, lv.padded_hw))
                 disease = None if dis_arr is None else mask_to_latent(dis_arr, f, lv.padded_hw)
                 findings = parse_findings(row.report)
                 save_latents(lv, out / f"{name}.latents.safetensors")
@@ -176,7 +205,7 @@ def build_cache(
                     "report": row.report, "report_source": row.report_source,
                     "findings": findings.tolist(), "shape_zyx": list(ct_vol.shape),
                     "latent_shape": list(lv.latents.shape[1:]), "spacing_xyz": list(ct_vol.spacing),
-                    "augment": aug,
+                    "augment": aug, "resampled_to": resampled_to,
                 }
                 _save_cond(out / f"{name}.cond.safetensors", organs, disease, {"name": name})
             lat = lv.latents[0].astype(np.float64)
@@ -264,6 +293,8 @@ def load_cache(cache_dir: Union[str, Path]) -> List[CachedCase]:
             with safe_open(str(cond_path), framework="numpy") as fh:
                 info = json.loads(fh.metadata()["ctfoundation_cond"])
                 organs = LatentMask(info["organ_ids"], fh.get_tensor("organs").astype(np.float32)[: len(info["organ_ids"])])
+                if entry.get("organ_mask") is None:  # no organ mask given: the null organ condition
+                    organs = None
                 disease = None
                 if "disease_ids" in info:
                     disease = LatentMask(info["disease_ids"], fh.get_tensor("disease").astype(np.float32))

@@ -9,8 +9,11 @@ Only the classes present are stored (``ids`` + a ``(K, t, h, w)`` array);
 
     [indicator, organ 1..117, lesion 1..11]
 
-where ``indicator`` is 1 when masks are given and 0 for the null
+where ``indicator`` is 1 when an organ mask is given and 0 for the null
 (classifier-free) condition, so "no organ here" and "no mask given" differ.
+A CT without organ labels (``organs`` None, or a map with no organ at all)
+has indicator and organ channels all zero: exactly what mask dropout
+trains; its lesion channels (if any) are still filled.
 """
 
 from __future__ import annotations
@@ -80,11 +83,14 @@ def condition_tensor(
     n_organs: int = 117,
     n_lesions: int = 11,
 ) -> np.ndarray:
-    """Full ``(1 + n_organs + n_lesions, t, h, w)`` condition; zeros = null condition."""
+    """Full ``(1 + n_organs + n_lesions, t, h, w)`` condition; zeros = null condition.
+
+    ``organs`` None or without any id is "no organ mask": the indicator and
+    organ channels stay zero, the same tensor as a dropped mask condition.
+    """
     out = np.zeros((1 + n_organs + n_lesions,) + tuple(grid), dtype=np.float32)
-    if organs is None and disease is None:
-        return out
-    out[0] = 1.0
+    if organs is not None and len(organs.ids):
+        out[0] = 1.0
     for mask, offset, limit in ((organs, 0, n_organs), (disease, n_organs, n_lesions)):
         if mask is None:
             continue

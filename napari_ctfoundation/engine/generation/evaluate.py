@@ -20,6 +20,11 @@
   gives ``s``; ``follow_ratio`` is the least-squares slope of estimated vs
   requested shifts over all edits (1 = follows, 0 = ignores). Adherence to
   the edited vs the original mask is kept as well.
+
+A case without an organ mask (e.g. a tumour-labelled chest CT) is generated
+with the null organ condition on its CT's grid and counts for determinism
+and the Frechet distance; organ HU figures, adherence and the mask edit need
+organs, so they are skipped for it and the report says so (``skipped``).
 """
 
 from __future__ import annotations
@@ -178,7 +183,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
 
 def evaluate_pipeline(
     pipe,
-    cases: Sequence[Tuple[Volume, Volume, str]],
+    cases: Sequence[Tuple[Volume, Optional[Volume], str]],
     *,
     guidance_scales: Sequence[float] = (1.0, 2.0),
     seeds: Sequence[int] = (0,),
@@ -192,29 +197,56 @@ def evaluate_pipeline(
 
     Volumes are compared in display orientation on the mask's grid.
     ``pipe`` is a :class:`GenerationPipeline`; ``cases`` are ``(CT volume,
-    organ label volume, report)`` triples on one grid. Per guidance scale
+    organ label volume or None, report)`` triples on one grid. Per guidance scale
     and seed it measures organ mean HU against the real organ (HU),
     adherence to the mask, a VAE-feature Frechet distance, determinism
     (same seed twice, max difference in HU) and whether shifting the mask
     by ``edit_shifts`` voxels along x moves the anatomy. Returns a
     JSON-ready dict; progress in generated volumes. Raises what
-    :meth:`GenerationPipeline.generate` raises for bad masks.
+    :meth:`GenerationPipeline.generate` raises for bad masks. A case
+    whose organ volume is None is generated with the null organ condition
+    (an organ map without organs on the CT's grid); its organ HU figures,
+    adherence and mask edits are skipped and listed under ``skipped``.
     """
     window = pipe.hu_window
     edit_shifts = [int(v) for v in edit_shifts if int(v) != 0]
-    n_runs = len(cases) * (len(guidance_scales) * len(seeds) + 1 + len(edit_shifts))
+    n_runs = sum(len(guidance_scales) * len(seeds) + 1 + (len(edit_shifts) if c[1] is not None else 0)
+                 for c in cases)
     tracker = Tracker(n_runs, "volumes", progress, cancel)
     report: Dict[str, Any] = {"settings": {"steps": steps, "sampler": sampler, "seeds": list(seeds),
                                            "guidance_scales": list(guidance_scales), "hu_window": window.as_list()},
-                              "cases": [], "by_guidance": {}}
+                              "cases": [], "by_guidance": {}, "skipped": []}
     real_feats, gen_feats = [], {g: [] for g in guidance_scales}
     start = time.perf_counter()
     for ci, (ct, organs, text) in enumerate(cases):
-        ct_d, org_d = ct.to_display(), organs.to_display()
+        ct_d = ct.to_display()
         real_hu = np.clip(ct_d.array, window.lo, window.hi)
-        ref = organ_hu_stats(real_hu, org_d.array)
         real_feats.append(vae_slice_features(real_hu, pipe.vae, window))
-        entry: Dict[str, Any] = {"report": text, "real_organs": ref, "runs": []}
+        if organs is None:
+            # an organ map without organs is the null organ condition (conditioning.condition_tensor)
+            empty = ct.with_array(np.zeros(ct.shape, np.uint8))
+            entry: Dict[str, Any] = {"report": text, "no_organ_mask": True, "real_organs": {}, "runs": [], "mask_edits": [],
+                     "organs_over_seeds": {}}
+            first = None
+            for g in guidance_scales:
+                for seed in seeds:
+                    res = pipe.generate(empty, text, seed=seed, steps=steps, sampler=sampler, guidance=g,
+                                        cancel=cancel)
+                    first = res.volume.array if first is None else first
+                    gen_feats[g].append(vae_slice_features(res.volume.array, pipe.vae, window))
+                    entry["runs"].append({"guidance": g, "seed": seed, "seconds": res.seconds})
+                    tracker.advance()
+            again = pipe.generate(empty, text, seed=seeds[0], steps=steps, sampler=sampler,
+                                  guidance=guidance_scales[0], cancel=cancel).volume.array
+            entry["determinism_max_abs_diff_hu"] = float(np.abs(again - first).max())
+            tracker.advance()
+            report["skipped"].append(f"case {ci}: no organ mask; organ HU figures, adherence and the "
+                                     "mask-edit follow ratio skipped")
+            report["cases"].append(entry)
+            continue
+        org_d = organs.to_display()
+        ref = organ_hu_stats(real_hu, org_d.array)
+        entry = {"report": text, "real_organs": ref, "runs": []}
         first = None
         for g in guidance_scales:
             for seed in seeds:
@@ -269,16 +301,18 @@ def evaluate_pipeline(
         report["cases"].append(entry)
     real = np.concatenate(real_feats)
     for g in guidance_scales:
-        runs = [r for c in report["cases"] for r in c["runs"] if r["guidance"] == g]
+        # organ figures over the cases with an organ mask only (NaN when there is none)
+        runs = [r for c in report["cases"] for r in c["runs"] if r["guidance"] == g and "adherence" in r]
         report["by_guidance"][str(g)] = {
-            "adherence": float(np.mean([r["adherence"] for r in runs])),
-            "mean_abs_organ_error_hu": float(np.mean([r["mean_abs_organ_error_hu"] for r in runs])),
+            "adherence": float(np.mean([r["adherence"] for r in runs])) if runs else float("nan"),
+            "mean_abs_organ_error_hu": (float(np.mean([r["mean_abs_organ_error_hu"] for r in runs]))
+                                        if runs else float("nan")),
             "frechet_vae": frechet_distance(real, np.concatenate(gen_feats[g])),
         }
-    ratios = [c["follow_ratio_vs_original_generation"] for c in report["cases"] if "follow_ratio_vs_original_generation" in c]
-    if ratios:
+    followed = [c for c in report["cases"] if "follow_ratio_vs_original_generation" in c]
+    if followed:
         report["mask_edit_follow_ratio"] = {
-            "vs_original_generation": float(np.mean(ratios)),
-            "vs_real_ct": float(np.mean([c["follow_ratio_vs_real_ct"] for c in report["cases"]]))}
+            "vs_original_generation": float(np.mean([c["follow_ratio_vs_original_generation"] for c in followed])),
+            "vs_real_ct": float(np.mean([c["follow_ratio_vs_real_ct"] for c in followed]))}
     report["seconds"] = time.perf_counter() - start
     return report

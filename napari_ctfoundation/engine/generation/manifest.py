@@ -1,7 +1,10 @@
 """Training manifests: one row per CT with its organ mask, disease mask, report.
 
 CSV (header ``image,organ_mask,disease_mask,report``) or JSONL (one object
-per line with those keys). ``disease_mask`` may be empty. ``report`` is the
+per line with those keys). ``organ_mask`` and ``disease_mask`` may be
+empty: a CT without organ labels (e.g. a tumour-labelled chest CT) trains
+with the null organ condition, the one classifier-free-guidance dropout
+trains; a row with neither mask is report-only. ``report`` is the
 text itself or a path to a ``.txt``/``.md`` file. Relative paths are taken
 from the manifest's folder. :func:`read_manifest` checks *every* row before
 anything is encoded and reports all problems at once, each naming the row
@@ -36,7 +39,7 @@ class ManifestRow:
 
     index: int
     image: Path
-    organ_mask: Path
+    organ_mask: Optional[Path]  # None: no organ labels (null organ condition)
     disease_mask: Optional[Path]
     report: str
     report_source: str = "inline"
@@ -44,19 +47,16 @@ class ManifestRow:
 
     def to_dict(self) -> Dict[str, object]:
         return {
-            "index": self.index, "image": str(self.image), "organ_mask": str(self.organ_mask),
+            "index": self.index, "image": str(self.image), "organ_mask": str(self.organ_mask) if self.organ_mask else None,
             "disease_mask": str(self.disease_mask) if self.disease_mask else None,
             "report": self.report, "report_source": self.report_source,
         }
 
 
 def _raw_rows(path: Path) -> List[Dict[str, str]]:
-    try:
-        return _parse_rows(path)
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    except csv.Error as exc:
-        raise ManifestError(f"{path}: damaged CSV ({exc})") from None
+    from ..read_guard import read_text_table
+
+    return read_text_table(path, _parse_rows, "CSV", ManifestError)
 
 
 def _parse_rows(path: Path) -> List[Dict[str, str]]:
@@ -119,7 +119,7 @@ def read_manifest(path: PathLike, *, check_labels: bool = True) -> List[Manifest
         for col in ("image", "organ_mask", "disease_mask"):
             value = entry.get(col, "")
             if not value:
-                if col != "disease_mask":
+                if col == "image":  # masks are optional: an empty cell means none
                     problems.append(f"{where}: column {col!r} is empty")
                 files[col] = None
                 continue

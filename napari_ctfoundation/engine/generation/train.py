@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import ConfigError
+from ..lr_schedule import LR_SCHEDULES, lr_multiplier
 from ..progress import CancelCheck, ProgressCallback, Tracker
 from .cache import CachedCase, load_cache, read_index
 from .conditioning import condition_tensor
@@ -101,22 +102,10 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be within [0, 1), got {self.ema_decay}")
 
 
-LR_SCHEDULES = ("constant", "cosine")
-
 
 def lr_factor(cfg: TrainConfig):
     """Multiplier of ``cfg.lr`` per optimiser step: linear warm-up, then constant or cosine to 0."""
-    warm, total = max(1, cfg.warmup_steps), max(1, cfg.steps)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.lr_schedule == "cosine":
-            done = min(1.0, (step - warm) / max(1, total - warm))
-            return 0.5 * (1.0 + math.cos(math.pi * done))
-        return 1.0
-
-    return factor
+    return lr_multiplier(cfg.lr_schedule, cfg.steps, cfg.warmup_steps)
 
 
 @dataclass
@@ -162,6 +151,8 @@ class WindowSampler:
         self.balance = float(balance)
         self.latents = [((c.latents - mean[:, None, None, None]) / std[:, None, None, None]).astype(np.float32)
                         for c in cases]
+        # a case without an organ mask (organs None) gets indicator and organ channels zero: the
+        # dropped-mask condition; it adds no organ mass, so balancing and weights skip it
         self.conds = [condition_tensor(c.organs, c.disease, c.latents.shape[1:], n_organs, n_lesions)
                       for c in cases]
         # class mass (sum of fractions over all cells of all cases), channel 0 = indicator

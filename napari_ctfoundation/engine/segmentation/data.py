@@ -85,24 +85,11 @@ def class_names(classes: Dict[int, str]) -> List[str]:
 
 
 def resample(volume: Volume, spacing_xyz: Optional[Sequence[float]], *, labels: bool) -> Volume:
-    """Resample onto ``spacing_xyz`` keeping origin, direction and extent."""
-    if spacing_xyz is None or np.allclose(volume.spacing, spacing_xyz, atol=1e-4):
-        return volume
-    import SimpleITK as sitk
+    """Resample onto ``spacing_xyz`` keeping origin, direction and extent (linear for CT, no
+    anti-alias blur: segmenters train on the plain interpolation they meet at inference)."""
+    from ..resample import resample_to_spacing
 
-    image = volume.to_sitk()
-    new_spacing = [float(s) for s in spacing_xyz]
-    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.GetSize(), image.GetSpacing(), new_spacing)]
-    f = sitk.ResampleImageFilter()
-    f.SetOutputSpacing(new_spacing)
-    f.SetSize(size)
-    f.SetOutputOrigin(image.GetOrigin())
-    f.SetOutputDirection(image.GetDirection())
-    f.SetInterpolator(sitk.sitkNearestNeighbor if labels else sitk.sitkLinear)
-    f.SetDefaultPixelValue(0 if labels else -1024)
-    out = Volume.from_sitk(f.Execute(image), volume.metadata)
-    out.array = out.array.astype(volume.array.dtype, copy=False)
-    return out
+    return resample_to_spacing(volume, spacing_xyz, labels=labels, anti_alias=False)
 
 
 def load_case(

@@ -38,6 +38,7 @@ from ..atomic import atomic_path
 from ..errors import ConfigError, VolumeReadError
 from ..io import CTFoundationWarning
 from ..progress import CancelCheck, ProgressCallback, Tracker
+from ..lr_schedule import LR_SCHEDULES, lr_multiplier
 from .geometry import ConeBeamGeometry
 from .preprocess import BODY_HU
 from .simulate import NoiseModel
@@ -101,16 +102,19 @@ def build_cache(
     cache_dir.mkdir(parents=True, exist_ok=True)
     files: List[Path] = []
     tracker = Tracker(len(cts) * (augment + 1), "volumes", progress, cancel)
-    for ct_i, ct in enumerate(cts):
+    for ct in cts:
         volume = None
+        # Draws depend on the CT, not its place in the list, so cross-validation folds
+        # (different lists of the same CTs) share one cache.
+        ct_id = int(hashlib.sha1(str(ct.resolve()).encode()).hexdigest()[:8], 16)
         for k in range(augment + 1):
             # One generator per sample: cached samples must not shift the draws of later ones.
-            rng = np.random.default_rng([seed, ct_i, k])
+            rng = np.random.default_rng([seed, ct_id, k])
             aug = None if k == 0 else Augment.random(rng)
             stat = ct.stat()
             key = json.dumps({"ct": str(ct.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,
                               "geometry": geometry.to_dict(), "augment": None if aug is None else asdict(aug),
-                              "noise": asdict(noise), "seed": [seed, ct_i, k]}, sort_keys=True)
+                              "noise": asdict(noise), "seed": [seed, ct_id, k]}, sort_keys=True)
             path = cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
             intact = path.exists() and _cache_entry_intact(path, key)
             if path.exists() and not intact:
@@ -204,6 +208,9 @@ class TrainSettings:
     random_offset: bool = True  # rotate the uniform view set by a random fraction of its step
     max_steps: Optional[int] = None
     max_minutes: Optional[float] = None
+    # "cosine" decays the rate to 0 at the run's last step (epochs x batches, or max_steps), so the
+    # final weights do not stop at a random point of a swinging constant-rate run.
+    lr_schedule: str = "constant"
     seed: int = 0
     device: str = "auto"
 
@@ -215,6 +222,8 @@ class TrainSettings:
             raise ConfigError("--epochs, --batch-size and --points must be >= 1")
         if not 0.0 <= self.body_points <= 1.0:
             raise ConfigError(f"--body-points is a fraction in [0, 1], got {self.body_points}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"--lr-schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
         if self.body_margin < 0:
             raise ConfigError(f"--body-margin is a number of voxels >= 0, got {self.body_margin}")
         self.density_scale = tuple(float(v) for v in self.density_scale)
@@ -376,6 +385,7 @@ def train_dice(
     total = settings.epochs * steps_per_epoch
     if settings.max_steps:
         total = min(total, int(settings.max_steps))
+    lr_at = lr_multiplier(settings.lr_schedule, total)
     tracker = Tracker(total, "steps", progress, cancel)
     tracker.done = min(done["step"], total)
     rng = np.random.default_rng([settings.seed, done["step"]])
@@ -441,6 +451,8 @@ def train_dice(
                 loss = mse + vq_loss + feat_loss
                 optimiser.zero_grad()
                 accelerator.backward(loss)
+                for group in optimiser.param_groups:
+                    group["lr"] = settings.lr * lr_at(step)
                 optimiser.step()
                 step += 1
                 writer.writerow([settings.stage, epoch, step, n, f"{loss.item():.6g}", f"{mse.item():.6g}",

@@ -65,47 +65,26 @@ def load_dice(folder: Union[str, Path, None] = None, device: str = "cpu"):
     checkpoint, invalid JSON, another format, or weights that do not fit
     the config.
     """
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     from ...errors import CTFoundationError
+    from ...read_guard import build_checked, load_weights
     from .model import DiCE
 
     folder = Path(folder) if folder is not None else SHIPPED
     meta = read_checkpoint_meta(folder)
+    config_path = folder / CONFIG_FILE
     weights = folder / WEIGHTS_FILE
-    # The network is built on the "meta" device first (no memory) and its shapes checked against the
-    # weights file's header, so a damaged or hostile config.json cannot make it allocate a huge model.
     try:
         config = DiCEConfig.from_dict(meta["config"])
-        with torch.device("meta"):
-            own = DiCE(config).state_dict()
     except CTFoundationError as exc:
-        raise ConfigError(f"{folder / CONFIG_FILE}: {exc}") from None
+        raise ConfigError(f"{config_path}: {exc}") from None
     except Exception as exc:  # wrong types or values in a damaged config.json
         first = (str(exc).splitlines() or [""])[0][:200]
-        raise ConfigError(f"{folder / CONFIG_FILE}: invalid DiCE config ({type(exc).__name__}: {first})") from None
-    try:
-        with safe_open(str(weights), framework="pt") as fh:
-            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types
-        raise ConfigError(f"{weights}: damaged weights file ({exc})") from None
-    missing = sorted(set(own) - set(shapes))
-    unexpected = sorted(set(shapes) - set(own))
-    wrong = sorted(k for k in set(own) & set(shapes) if tuple(own[k].shape) != shapes[k])
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys
-        )
-        raise ConfigError(f"--checkpoint {folder}: weights do not match its config.json ({detail})")
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:
-        raise ConfigError(f"{weights}: damaged weights file ({exc})") from None
-    model = DiCE(config)
-    model.load_state_dict(state)
+        raise ConfigError(f"{config_path}: invalid DiCE config ({type(exc).__name__}: {first})") from None
+    # Built on the "meta" device first and checked against the weights file's header, so a damaged
+    # or hostile config.json cannot make it allocate a huge model.
+    model = build_checked(lambda: DiCE(config), weights, config_path, "DiCE",
+                          mismatch=f"--checkpoint {folder}: weights do not match its config.json")
+    model.load_state_dict(load_weights(weights))
     model.training_info = meta.get("training", {})
     return model.to(device).eval()
 
