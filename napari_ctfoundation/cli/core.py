@@ -141,7 +141,7 @@ def cmd_reconstruct(args) -> int:
     window = window_from_args(args)
     check_vae_spec(args.vae, args.subfolder)
     volume = read_volume(args.input).to_display()  # the file-layout copy is not kept through the run
-    callback, close = progress_bar("reconstruct (encode + decode)")
+    callback, close = progress_bar("reconstruct")  # the unit names the phase: encode + decode, metrics, write
     try:
         # Into a scratch memmap beside the output, then written from it (NIfTI slice by slice):
         # the output never exists as a whole in RAM (issue 13 part 3).

@@ -238,6 +238,10 @@ def cmd_sample(args) -> int:
     atomic_write_json(sidecar_path(out), sidecar, indent=1)
     print(f"wrote {out} ({volume.shape[2]}x{volume.shape[1]}x{volume.shape[0]}, seed {args.seed}, "
           f"{args.steps} {args.sampler} steps, {result.seconds:.1f} s) and {sidecar_path(out).name}")
+    at = result.settings.get("generated_at_spacing")
+    if at:  # the model's training spacing; the written CT is on the organ mask's grid all the same
+        print(f"  generated at the model's training spacing {'x'.join(f'{v:g}' for v in at)} mm; "
+              "written on the organ mask's grid")
     _note_if_demo(args.model)
     return 0
 

@@ -245,7 +245,9 @@ class ConditionalGenerationWidget(QWidget):
             metadata={"generation": result.settings, "seconds": round(result.seconds, 2),
                       "prompt": result.settings["report"], "seed": seed},
             colormap="gray", contrast_limits=window)
-        self.status.setText(f"Generation: added {layer.name!r} in {result.seconds:.1f} s")
+        at = result.settings.get("generated_at_spacing")  # a model trained at one spacing samples there
+        where = f" (generated at {'x'.join(f'{v:g}' for v in at)} mm, the model's training spacing)" if at else ""
+        self.status.setText(f"Generation: added {layer.name!r} in {result.seconds:.1f} s{where}")
 
 
 def generated_name(seed: int) -> str:

@@ -2,7 +2,9 @@
 
 A pipeline folder holds ``pipeline.json`` (denoiser config, scheduler
 config, VAE spec and HU window, text-encoder spec, label vocabularies,
-latent scaling, window size, training summary) and ``denoiser.safetensors``.
+latent scaling, window size, training summary, and ``spacing_xyz`` when the
+model was trained on a cache resampled to one spacing) and
+``denoiser.safetensors``.
 The VAE and the text encoder are *references* (specs), loaded on first use,
 so a checkpoint stays small and the frozen models are shared.
 ``from_pretrained("demo")`` loads the checkpoint shipped in the package.
@@ -48,8 +50,10 @@ class GenerationResult:
 
     ``volume``: the generated CT, float32 HU ``[z, y, x]`` in display
     orientation (LPS) on the organ mask's grid (None with ``decode=False``);
-    ``latents``: ``(C, t, h, w)`` raw VAE latents; ``settings``: model,
-    report, seed, steps, sampler, guidance, versions (the sidecar);
+    ``latents``: ``(C, t, h, w)`` raw VAE latents, on the grid the model
+    sampled (the training spacing for a model that has one); ``settings``:
+    model, report, seed, steps, sampler, guidance, versions, and
+    ``generated_at_spacing`` for such a model (the sidecar);
     ``seconds`` and per-stage ``timings``.
     """
 
@@ -110,6 +114,8 @@ class GenerationPipeline:
         config = read_json_object(folder / CONFIG_NAME, "pipeline config")
         if config.get("format_version") != PIPELINE_VERSION:
             raise ConfigError(f"{folder}: pipeline format {config.get('format_version')} is not {PIPELINE_VERSION}")
+        if config.get("spacing_xyz") is not None:  # older files lack it: they generate on the mask's grid
+            _check_spacing(config["spacing_xyz"], folder / CONFIG_NAME)
         model = build_checked(lambda: ConditionalDenoiser(config["denoiser"]), folder / WEIGHTS_NAME,
                               folder / CONFIG_NAME, "denoiser")
         try:
@@ -200,6 +206,12 @@ class GenerationPipeline:
         result is in display orientation; write it with
         ``volume.to_source_orientation()``. Progress in steps.
 
+        A model trained at one spacing (``config["spacing_xyz"]``, 0 = native
+        on that axis) learned anatomy at that scale: the masks are resampled
+        there (nearest), sampled there, and the CT is resampled back (linear)
+        onto the organ mask's exact grid; ``settings["generated_at_spacing"]``
+        records where. Masks already at that spacing are used as they are.
+
         Raises :class:`ConfigError` for label ids outside the vocabularies,
         a disease mask of another shape, or an unknown sampler;
         :class:`OperationCancelled` on ``cancel``.
@@ -216,9 +228,19 @@ class GenerationPipeline:
             if disease.shape != organs.shape:
                 raise ConfigError(f"disease mask shape {disease.shape} differs from organ mask shape {organs.shape}")
             check_label_ids(disease.array, "lesion", "disease mask")
+        # the grid the model samples on: the organ mask's own, or its resampling to the training spacing
+        grid, grid_disease = organs, disease
+        at_spacing = None
+        if self.config.get("spacing_xyz") is not None:
+            from ..resample import resample_to_spacing, target_spacing
+
+            at_spacing = target_spacing(organs, self.config["spacing_xyz"])
+            grid = resample_to_spacing(organs, at_spacing, labels=True)
+            if disease is not None:  # "on the same grid" as the organ mask, as without resampling
+                grid_disease = resample_to_spacing(organs.with_array(disease.array), at_spacing, labels=True)
         f = int(self.config["vae"]["spatial_factor"])
-        t, h, w, ph, pw = latent_grid(organs.shape, f)
-        cond = self.condition(organs.array, None if disease is None else disease.array, (ph, pw))
+        t, h, w, ph, pw = latent_grid(grid.shape, f)
+        cond = self.condition(grid.array, None if grid_disease is None else grid_disease.array, (ph, pw))
         tokens, flags = self.encode_report(report, findings)
         t_text = time.perf_counter()
         g_text = guidance if guidance_text is None else guidance_text
@@ -239,16 +261,31 @@ class GenerationPipeline:
             "vae": self.config["vae"]["spec"], "text_encoder": self.config["text_encoder"]["spec"],
             "hu_window": self.config["hu_window"], "versions": versions(),
         }
+        if at_spacing is not None:
+            settings["generated_at_spacing"] = [float(v) for v in at_spacing]
         volume = None
         if decode:
             lv = LatentVolume(latents=latents[None].astype(np.float32), window_starts=[0], window_slices=t,
                               vae=self.config["vae"], hu_window=self.hu_window,
-                              geometry=organs.geometry_dict(), padded_hw=(ph, pw), shape_zyx=organs.shape)
+                              geometry=grid.geometry_dict(), padded_hw=(ph, pw), shape_zyx=grid.shape)
             volume = decode_latents(lv, self.vae, cancel=cancel)
+            if grid is not organs:
+                from ..resample import resample_onto
+
+                # nearest-value edges: the rounded coarse grid can fall short of the mask's far edge
+                volume = resample_onto(volume, organs, labels=False, extrapolate=True)
             volume.metadata.update(generation=settings)
         end = time.perf_counter()
         return GenerationResult(volume, latents, settings, end - start,
                                 {"text_s": t_text - start, "sample_s": t_sample - t_text, "decode_s": end - t_sample})
+
+
+def _check_spacing(value: Any, where: Path) -> None:
+    """A pipeline's ``spacing_xyz`` must be three numbers >= 0 (0 = native on that axis)."""
+    ok = isinstance(value, list) and len(value) == 3 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0 for v in value)
+    if not ok:
+        raise ConfigError(f"{where}: spacing_xyz {value!r} is not three values x,y,z in mm (>= 0; 0 = native)")
 
 
 def versions() -> Dict[str, str]:

@@ -224,12 +224,27 @@ class WindowSampler:
 
 
 # --------------------------------------------------------------- training
+def training_spacing(index: Dict[str, Any]) -> Optional[List[float]]:
+    """The spacing (x, y, z mm; 0 = native on that axis) every case of a cache was resampled to, else None.
+
+    Only a cache whose cases all share one ``resampled_to`` taught the model a
+    single scale; mixed or native caches record nothing, so the model samples
+    on the mask's own grid as before.
+    """
+    values = {None if c.get("resampled_to") is None else tuple(float(v) for v in c["resampled_to"])
+              for c in index.get("cases", [])}
+    if len(values) != 1:
+        return None
+    only = values.pop()
+    return None if only is None else list(only)
+
+
 def _pipeline_config(index: Dict[str, Any], cfg: TrainConfig, denoiser_cfg: Dict[str, Any],
                      sched_cfg: Dict[str, Any], text_desc: Dict[str, Any], step: int, loss: float) -> Dict[str, Any]:
     from .pipeline import PIPELINE_VERSION, versions
 
     overlap = cfg.window_overlap if cfg.window_overlap is not None else cfg.crop[0] // 2
-    return {
+    config = {
         "format_version": PIPELINE_VERSION,
         "denoiser": denoiser_cfg,
         "scheduler": sched_cfg,
@@ -243,6 +258,10 @@ def _pipeline_config(index: Dict[str, Any], cfg: TrainConfig, denoiser_cfg: Dict
         "training": {"steps": step, "last_loss": loss, "config": asdict(cfg),
                      "cases": [c["name"] for c in index["cases"]], "versions": versions()},
     }
+    spacing = training_spacing(index)
+    if spacing is not None:  # the scale the model learned: generate() samples there (pipeline.py)
+        config["spacing_xyz"] = spacing
+    return config
 
 
 def train(
