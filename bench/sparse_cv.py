@@ -8,8 +8,11 @@ Prints markdown tables: per patient, mean +- sd over the test patients, best and
 worst unseen patient, and the issue's targets. ``--check-rule`` exits 0 only if
 the fold checkpoints' mean DiCE beats the shipped checkpoint's mean at every
 view count in both PSNR and SSIM (the shipping rule in docs/sparse.md), else 1.
+``--against OTHER`` (with ``--check-rule``) compares this folder's CV DiCE with
+OTHER's CV DiCE instead (a second CV run against the first, same patients).
 
     python bench/sparse_cv.py /tmp/dice_cv/eval [--check-rule] [--exclude sample_abdomen,sample_dicom]
+    python bench/sparse_cv.py docs/sparse_cv2 --check-rule --against docs/sparse_cv --exclude sample_abdomen,sample_dicom
 """
 
 from __future__ import annotations
@@ -118,18 +121,23 @@ def print_tables(results: Results, views: List[int]) -> None:
     print(f"  DiCE PSNR gain {views[0]} -> {views[-1]} views: {gain:+.2f} dB")
 
 
-def check_rule(results: Results, views: List[int]) -> Tuple[bool, List[str]]:
-    """The shipping rule: CV DiCE mean above the shipped DiCE mean at every view count, PSNR and SSIM."""
-    if not complete_patients(results, views):
+def check_rule(results: Results, views: List[int], against: Results = None) -> Tuple[bool, List[str]]:
+    """The shipping rule: CV DiCE mean above the shipped DiCE mean (or, with ``against``, above that
+    run's CV DiCE mean on the same patients) at every view count, PSNR and SSIM."""
+    keys = complete_patients(results, views)
+    if against is not None:
+        keys = [k for k in keys if k in set(complete_patients(against, views))]
+    if not keys:
         return False, ["no complete patient results"]
-    summary = summarise(results, views)
+    other, label = (against, "other run's CV") if against is not None else (results, "shipped")
     lines, ok = [], True
     for v in views:
         for i, name in enumerate(("PSNR", "SSIM")):
-            cv, shipped = summary[("dice", v)][i][0], summary[("shipped", v)][i][0]
-            ok &= cv > shipped
-            lines.append(f"{v} views {name}: CV {cv:.4f} vs shipped {shipped:.4f} ({'beats' if cv > shipped else 'falls short'})")
-    return ok, lines
+            cv = statistics.fmean(results[k][("dice", v)][i] for k in keys)
+            ref = statistics.fmean(other[k][("dice" if against is not None else "shipped", v)][i] for k in keys)
+            ok &= cv > ref
+            lines.append(f"{v} views {name}: CV {cv:.4f} vs {label} {ref:.4f} ({'beats' if cv > ref else 'falls short'})")
+    return ok, lines + [f"over {len(keys)} patients: {', '.join(c for _, c in keys)}"]
 
 
 def main(argv=None) -> int:
@@ -138,6 +146,8 @@ def main(argv=None) -> int:
     parser.add_argument("--views", default="6,8,10")
     parser.add_argument("--check-rule", action="store_true", help="exit 0 only if the shipping rule is met")
     parser.add_argument("--exclude", default="", help="comma-separated cases to leave out (e.g. leaky rows)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="with --check-rule: compare with this folder's CV DiCE (an earlier CV run)")
     parser.add_argument("--min-patients", type=int, default=1,
                         help="--check-rule fails with fewer complete patients (a fold that did not finish)")
     args = parser.parse_args(argv)
@@ -149,7 +159,10 @@ def main(argv=None) -> int:
         print(f"no CSVs in {args.folder}", file=sys.stderr)
         return 2
     if args.check_rule:
-        ok, lines = check_rule(results, views)
+        against = None
+        if args.against is not None:
+            against = {k: r for k, r in read_results(args.against).items() if k[1] not in excluded}
+        ok, lines = check_rule(results, views, against)
         n = len(complete_patients(results, views))
         if n < args.min_patients:
             ok, lines = False, lines + [f"only {n} complete patients, {args.min_patients} expected"]

@@ -75,3 +75,13 @@ def test_cli_rejects_a_bad_spacing_before_encoding(tmp_path, nifti_ct, nifti_org
     code = main(["gen", "cache", str(manifest), str(tmp_path / "cache"), "--spacing", "3,3"])
     assert code == 2 and "--spacing '3,3': expected 3 numbers" in capsys.readouterr().err
     assert not (tmp_path / "cache" / "cache.json").exists()
+
+
+@pytest.mark.parametrize("bad, message", [("5:2", "need 0 <= A < B"), ("8-56", "expected A:B")])
+def test_gen_evaluate_rejects_a_bad_slice_range(tmp_path, nifti_ct, nifti_organs, capsys, bad, message):
+    from napari_ctfoundation.cli import main
+
+    manifest = write_tiny_dataset(tmp_path / "data", nifti_ct, nifti_organs, n_cases=1)
+    code = main(["gen", "evaluate", "demo", str(manifest), "--slices", bad, "--out", str(tmp_path / "r.json")])
+    assert code == 2 and f"--slices {bad!r}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
