@@ -31,8 +31,9 @@ CONFIG_NAME = "pipeline.json"
 WEIGHTS_NAME = "denoiser.safetensors"
 DEMO_DIR = Path(__file__).resolve().parents[2] / "data" / "generation_demo"
 # Shown wherever the demo is used: it exists so the tool runs offline, not to generate usable CT.
-DEMO_NOTE = ("demo: a toy model trained here on two patients; it overfits them and is not a CT generator "
-             "(docs/generation.md). Train your own with: ctfoundation gen train.")
+DEMO_NOTE = ("demo: a toy model trained here on two patients; it overfits them and is not a CT generator: "
+             "on a chest CT it never saw, 10 of 46 organs get a mean HU in the real range (docs/generation.md). "
+             "Train your own with: ctfoundation gen train.")
 
 
 def resolve_model_dir(spec: Union[str, Path]) -> Path:
