@@ -25,6 +25,21 @@ def crop(volume: Volume, z: Tuple[int, int], y: Tuple[int, int], x: Tuple[int, i
                   tuple(origin), volume.direction, dict(volume.metadata))
 
 
+def tiny_pipeline_config(model, text_dim: int, **extra) -> dict:
+    """``pipeline.json`` content for a tiny denoiser (taef2 reference, minilm spec), plus ``extra`` keys."""
+    from napari_ctfoundation.engine.generation.pipeline import PIPELINE_VERSION
+    from napari_ctfoundation.engine.generation.schedule import scheduler_config
+    from napari_ctfoundation.engine.generation.vocab import vocabulary
+
+    return {
+        "format_version": PIPELINE_VERSION, "denoiser": model.config, "scheduler": scheduler_config(),
+        "vae": {"spec": "taef2", "latent_channels": 4, "spatial_factor": 8, "kind": "image"},
+        "hu_window": [-1000, 1000], "text_encoder": {"spec": "minilm", "dim": text_dim, "max_tokens": 4},
+        "vocabulary": vocabulary(), "latent_mean": [0.1] * 4, "latent_std": [2.0] * 4,
+        "window": {"depth": 4, "overlap": 2}, **extra,
+    }
+
+
 def write_tiny_dataset(root: Path, ct_path: Path, organs_path: Path, n_cases: int = 2) -> Path:
     """``n_cases`` 8-slice 40x56 crops of the real abdominal sample + a CSV manifest."""
     from napari_ctfoundation.engine.io import read_labels, read_volume, write_volume

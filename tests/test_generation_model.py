@@ -14,7 +14,7 @@ from napari_ctfoundation.engine.generation.sampling import (
 from napari_ctfoundation.engine.generation.schedule import SAMPLERS, scheduler_config
 from napari_ctfoundation.engine.volume import Volume
 
-from _generation_helpers import TINY_DENOISER
+from _generation_helpers import TINY_DENOISER, tiny_pipeline_config
 
 TEXT_DIM = 12
 
@@ -128,17 +128,10 @@ def test_blended_windows_have_no_seam():
 
 
 def test_pipeline_save_load_and_generate(tmp_path):
-    from napari_ctfoundation.engine.generation.pipeline import GenerationPipeline, PIPELINE_VERSION
-    from napari_ctfoundation.engine.generation.vocab import vocabulary
+    from napari_ctfoundation.engine.generation.pipeline import GenerationPipeline
 
     model = tiny_model(use_findings=True)
-    config = {
-        "format_version": PIPELINE_VERSION, "denoiser": model.config, "scheduler": scheduler_config(),
-        "vae": {"spec": "taef2", "latent_channels": 4, "spatial_factor": 8, "kind": "image"},
-        "hu_window": [-1000, 1000], "text_encoder": {"spec": "minilm", "dim": TEXT_DIM, "max_tokens": 4},
-        "vocabulary": vocabulary(), "latent_mean": [0.1] * 4, "latent_std": [2.0] * 4,
-        "window": {"depth": 4, "overlap": 2},
-    }
+    config = tiny_pipeline_config(model, TEXT_DIM)
     GenerationPipeline(model, config).save_pretrained(tmp_path / "m")
     pipe = GenerationPipeline.from_pretrained(tmp_path / "m", device="cpu")
     labels = np.zeros((6, 40, 50), np.uint8)

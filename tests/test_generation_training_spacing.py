@@ -10,29 +10,16 @@ import torch
 
 from napari_ctfoundation.engine.errors import ConfigError
 from napari_ctfoundation.engine.generation.denoiser import ConditionalDenoiser, denoiser_config
-from napari_ctfoundation.engine.generation.schedule import scheduler_config
 from napari_ctfoundation.engine.volume import Volume
 
-from _generation_helpers import TINY_DENOISER, tiny_bert_folder, write_tiny_dataset
+from _generation_helpers import TINY_DENOISER, tiny_bert_folder, tiny_pipeline_config, write_tiny_dataset
 
 TEXT_DIM = 12
 RAS = np.diag([-1.0, -1.0, 1.0])  # stored like a NIfTI: generate() works in display orientation
 
 
 def _config(model, spacing=None):
-    from napari_ctfoundation.engine.generation.pipeline import PIPELINE_VERSION
-    from napari_ctfoundation.engine.generation.vocab import vocabulary
-
-    config = {
-        "format_version": PIPELINE_VERSION, "denoiser": model.config, "scheduler": scheduler_config(),
-        "vae": {"spec": "taef2", "latent_channels": 4, "spatial_factor": 8, "kind": "image"},
-        "hu_window": [-1000, 1000], "text_encoder": {"spec": "minilm", "dim": TEXT_DIM, "max_tokens": 4},
-        "vocabulary": vocabulary(), "latent_mean": [0.1] * 4, "latent_std": [2.0] * 4,
-        "window": {"depth": 4, "overlap": 2},
-    }
-    if spacing is not None:
-        config["spacing_xyz"] = spacing
-    return config
+    return tiny_pipeline_config(model, TEXT_DIM, **({} if spacing is None else {"spacing_xyz": spacing}))
 
 
 def _pipe(tmp_path, spacing=None, name="m"):
