@@ -224,51 +224,43 @@ def evaluate_pipeline(
         real_feats.append(vae_slice_features(real_hu, pipe.vae, window))
         if organs is None:
             # an organ map without organs is the null organ condition (conditioning.condition_tensor)
-            empty = ct.with_array(np.zeros(ct.shape, np.uint8))
-            entry: Dict[str, Any] = {"report": text, "no_organ_mask": True, "real_organs": {}, "runs": [], "mask_edits": [],
-                     "organs_over_seeds": {}}
-            first = None
-            for g in guidance_scales:
-                for seed in seeds:
-                    res = pipe.generate(empty, text, seed=seed, steps=steps, sampler=sampler, guidance=g,
-                                        cancel=cancel)
-                    first = res.volume.array if first is None else first
-                    gen_feats[g].append(vae_slice_features(res.volume.array, pipe.vae, window))
-                    entry["runs"].append({"guidance": g, "seed": seed, "seconds": res.seconds})
-                    tracker.advance()
-            again = pipe.generate(empty, text, seed=seeds[0], steps=steps, sampler=sampler,
-                                  guidance=guidance_scales[0], cancel=cancel).volume.array
-            entry["determinism_max_abs_diff_hu"] = float(np.abs(again - first).max())
-            tracker.advance()
+            condition, org_d, ref = ct.with_array(np.zeros(ct.shape, np.uint8)), None, {}
+            entry: Dict[str, Any] = {"report": text, "no_organ_mask": True, "real_organs": ref, "runs": [],
+                                     "mask_edits": []}
+        else:
+            condition, org_d = organs, organs.to_display()
+            ref = organ_hu_stats(real_hu, org_d.array)
+            entry = {"report": text, "real_organs": ref, "runs": []}
+        first = None
+        for g in guidance_scales:
+            for seed in seeds:
+                res = pipe.generate(condition, text, seed=seed, steps=steps, sampler=sampler, guidance=g,
+                                    cancel=cancel)
+                gen = res.volume.array
+                first = gen if first is None else first
+                gen_feats[g].append(vae_slice_features(gen, pipe.vae, window))
+                run: Dict[str, Any] = {"guidance": g, "seed": seed}
+                if org_d is not None:
+                    adh = mask_adherence(gen, org_d.array, ref)
+                    run.update(adherence=adh["adherence"], mean_abs_organ_error_hu=adh["mean_abs_organ_error_hu"],
+                               organs={ref[k]["name"]: _organ_vs_real(
+                                   {"real_mean": ref[k]["mean"], "real_p10": ref[k]["p10"], "real_p90": ref[k]["p90"]},
+                                   ref[k]["mean"] + v["mean_error_hu"], in_range=v["in_range"])
+                                   for k, v in adh["per_organ"].items()})
+                run["seconds"] = res.seconds
+                entry["runs"].append(run)
+                tracker.advance()
+        entry["organs_over_seeds"] = _organs_over_seeds(entry["runs"], guidance_scales) if org_d is not None else {}
+        # determinism: the first run repeated with the same seed
+        again = pipe.generate(condition, text, seed=seeds[0], steps=steps, sampler=sampler,
+                              guidance=guidance_scales[0], cancel=cancel).volume.array
+        entry["determinism_max_abs_diff_hu"] = float(np.abs(again - first).max())
+        tracker.advance()
+        if org_d is None:
             report["skipped"].append(f"case {ci}: no organ mask; organ HU figures, adherence and the "
                                      "mask-edit follow ratio skipped")
             report["cases"].append(entry)
             continue
-        org_d = organs.to_display()
-        ref = organ_hu_stats(real_hu, org_d.array)
-        entry = {"report": text, "real_organs": ref, "runs": []}
-        first = None
-        for g in guidance_scales:
-            for seed in seeds:
-                res = pipe.generate(organs, text, seed=seed, steps=steps, sampler=sampler, guidance=g, cancel=cancel)
-                gen = res.volume.array
-                first = gen if first is None else first
-                adh = mask_adherence(gen, org_d.array, ref)
-                gen_feats[g].append(vae_slice_features(gen, pipe.vae, window))
-                entry["runs"].append({"guidance": g, "seed": seed, "adherence": adh["adherence"],
-                                      "mean_abs_organ_error_hu": adh["mean_abs_organ_error_hu"],
-                                      "organs": {ref[k]["name"]: _organ_vs_real(
-                                          {"real_mean": ref[k]["mean"], "real_p10": ref[k]["p10"], "real_p90": ref[k]["p90"]},
-                                          ref[k]["mean"] + v["mean_error_hu"], in_range=v["in_range"])
-                                          for k, v in adh["per_organ"].items()},
-                                      "seconds": res.seconds})
-                tracker.advance()
-        entry["organs_over_seeds"] = _organs_over_seeds(entry["runs"], guidance_scales)
-        # determinism: the first run repeated with the same seed
-        again = pipe.generate(organs, text, seed=seeds[0], steps=steps, sampler=sampler,
-                              guidance=guidance_scales[0], cancel=cancel).volume.array
-        entry["determinism_max_abs_diff_hu"] = float(np.abs(again - first).max())
-        tracker.advance()
         # mask edit: shift the organ map sideways (same seed); the anatomy should follow
         fg = org_d.array > 0
         guidance_edit = guidance_scales[-1]
