@@ -21,12 +21,22 @@ from .volume import Volume
 AIR_HU = -1000.0
 
 
+def check_spacing(spacing_xyz: Sequence[Optional[float]]) -> None:
+    """Three numbers >= 0 in mm (0 or None keeps that axis native), else one :class:`ConfigError` line."""
+    sequence = isinstance(spacing_xyz, (list, tuple))
+    ok = sequence and len(spacing_xyz) == 3 and all(
+        s is None or (isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool)
+                      and np.isfinite(s) and s >= 0) for s in spacing_xyz)
+    if not ok:
+        shown = tuple(spacing_xyz) if sequence else spacing_xyz
+        raise ConfigError(f"spacing {shown!r}: need three values x,y,z in mm (>= 0; 0 keeps the native spacing)")
+
+
 def target_spacing(volume: Volume, spacing_xyz: Optional[Sequence[float]]) -> Optional[tuple]:
     """``spacing_xyz`` with 0 (or None) entries replaced by the volume's own spacing on that axis."""
     if spacing_xyz is None:
         return None
-    if len(spacing_xyz) != 3 or any(s is not None and (not np.isfinite(s) or s < 0) for s in spacing_xyz):
-        raise ConfigError(f"spacing {tuple(spacing_xyz)}: need three values x,y,z in mm (>= 0; 0 keeps the native spacing)")
+    check_spacing(spacing_xyz)
     return tuple(float(s) if s else float(own) for s, own in zip(spacing_xyz, volume.spacing))
 
 

@@ -158,10 +158,9 @@ def build_cache(
     known = {_case_key(c): c for c in old.get("cases", [])}
     resampled_to = None if spacing_xyz is None else [float(v) for v in spacing_xyz]
     if resampled_to is not None:
-        from ..resample import target_spacing
-        from ..volume import Volume
+        from ..resample import check_spacing
 
-        target_spacing(Volume(np.zeros((1, 1, 1))), resampled_to)  # bad values fail before any encoding
+        check_spacing(resampled_to)  # bad values fail before any encoding
     tracker = Tracker(len(rows) * (1 + int(augment)), "cases", progress, cancel)
     cases: List[Dict[str, Any]] = []
     sums = np.zeros(model.latent_channels, np.float64)

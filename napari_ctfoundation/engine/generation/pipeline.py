@@ -283,8 +283,13 @@ class GenerationPipeline:
 
 def _check_spacing(value: Any, where: Path) -> None:
     """A pipeline's ``spacing_xyz`` must be three numbers >= 0 (0 = native on that axis)."""
-    ok = isinstance(value, list) and len(value) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0 for v in value)
+    from ..resample import check_spacing
+
+    try:
+        check_spacing(value)
+        ok = isinstance(value, list) and None not in value  # JSON: a list of numbers, no nulls
+    except ConfigError:
+        ok = False
     if not ok:
         raise ConfigError(f"{where}: spacing_xyz {value!r} is not three values x,y,z in mm (>= 0; 0 = native)")
 
